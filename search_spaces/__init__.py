@@ -1,0 +1,27 @@
+"""Search-space presets: one module per preset, the space written as data.
+
+Each preset module defines:
+    MODEL              hub id or local folder of the backbone ("minilm" resolves to the packaged copy)
+    ARCH               "encoder" or "encoder-decoder"
+    TRUST_REMOTE_CODE  True only where the model needs code from its repository (Stella)
+    HEAD               the classification head's module names (kept out of quantization, trained)
+    POOLING            how the frozen backbone is pooled into one embedding (baselines)
+    TARGET_MODULES     named target-module presets: name -> module-name suffixes for LoRA
+    SPACE              Ray Tune distributions; every key is a field of trainables.config.QLoRAConfig
+    DEFAULTS           fixed trial settings for this preset (batch size, ...)
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from trainables.errors import ConfigError
+
+PRESETS = {"minilm": "minilm", "stella": "stella", "flan-t5": "flan_t5"}
+
+
+def load_preset(name: str) -> ModuleType:
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown preset '{name}'. Choose one of: {', '.join(PRESETS)}.")
+    return importlib.import_module(f"search_spaces.{PRESETS[name]}")

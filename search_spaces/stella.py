@@ -1,0 +1,32 @@
+"""Stella-400M (NovaSearch/stella_en_400M_v5): the study's main model. Its architecture lives in
+the model repository's own code, so this preset alone sets TRUST_REMOTE_CODE: loading it runs
+Python from that repository. Pass --model with a reviewed local snapshot to pin what runs."""
+
+from ray import tune
+
+MODEL = "NovaSearch/stella_en_400M_v5"
+ARCH = "encoder"
+TRUST_REMOTE_CODE = True
+HEAD = ["classifier"]
+POOLING = "mean"
+
+TARGET_MODULES = {
+    "attention": ["qkv_proj"],  # fused query/key/value projection
+    "attention_output": ["qkv_proj", "o_proj"],  # the study's choice
+    "attention_mlp": ["qkv_proj", "o_proj", "up_gate_proj", "down_proj"],
+}
+
+SPACE = {
+    # 400M parameters: full fine-tuning does not fit an 8 GiB card with AdamW, so adapters only.
+    "method": tune.choice(["qlora", "lora"]),
+    # The study's r16/alpha32 is in the middle of both ranges.
+    "lora_r": tune.choice([8, 16, 32]),
+    "lora_alpha": tune.choice([16, 32, 64]),
+    "lora_dropout": tune.uniform(0.0, 0.1),
+    "target_modules": tune.choice(list(TARGET_MODULES)),
+    # Adapters on a 24-layer encoder: below 5e-5 barely moves in 3 epochs, above 1e-3 diverges.
+    "learning_rate": tune.loguniform(5e-5, 1e-3),
+    "epochs": tune.choice([1, 2, 3]),
+}
+
+DEFAULTS = {"batch_size": 16}

@@ -1,0 +1,103 @@
+"""The fine-tuning trial's configuration: Tune's dict becomes this dataclass on a trial's first line.
+
+`__post_init__` collects every problem and raises one ConfigError naming field, value and allowed
+range, so a bad search space fails before any trial starts (tune.search checks its bounds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from trainables.errors import ConfigError
+
+METHODS = ("qlora", "lora", "full")
+
+# field -> (low, high), both inclusive
+RANGES: dict[str, tuple[float, float]] = {
+    "lora_r": (1, 256),
+    "lora_alpha": (1, 1024),
+    "lora_dropout": (0.0, 0.5),
+    "learning_rate": (1e-7, 1e-1),
+    "epochs": (1, 50),
+    "batch_size": (1, 1024),
+    "max_length": (8, 8192),
+    "warmup_ratio": (0.0, 0.5),
+    "weight_decay": (0.0, 1.0),
+    "gpu_memory_gb": (0.5, 1024.0),
+    "cpus_per_worker": (1, 512),
+}
+
+
+@dataclass
+class QLoRAConfig:
+    # What to train
+    preset: str = "minilm"
+    model: str = "minilm"
+    method: str = "qlora"
+    target_modules: str = "attention"
+    trust_remote_code: bool = False
+    # LoRA
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    # Optimisation
+    learning_rate: float = 2e-4
+    epochs: int = 3
+    batch_size: int = 32
+    max_length: int = 512
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    # Resources
+    use_gpu: bool = False
+    gpu_memory_gb: float = 8.0
+    cpus_per_worker: int = 1
+    # Where the run's prepared data lives (set by tune.search)
+    data_dir: str = ""
+    tokens_file: str = ""
+    split_hash: str = ""
+
+    def __post_init__(self) -> None:
+        from search_spaces import PRESETS, load_preset
+
+        problems = []
+        if self.method not in METHODS:
+            problems.append(f"method={self.method!r} (allowed: {', '.join(METHODS)})")
+        if self.preset not in PRESETS:
+            problems.append(f"preset={self.preset!r} (allowed: {', '.join(PRESETS)})")
+        else:
+            targets = load_preset(self.preset).TARGET_MODULES
+            if self.target_modules not in targets:
+                problems.append(
+                    f"target_modules={self.target_modules!r} "
+                    f"(allowed for {self.preset}: {', '.join(targets)})"
+                )
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                problems.append(f"{name}={value!r} (allowed: {low} to {high})")
+        if problems:
+            raise ConfigError("Invalid trial configuration: " + "; ".join(problems) + ".")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "QLoRAConfig":
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"Unknown trial settings: {', '.join(unknown)}.")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def quantize(self) -> str | None:
+        """Quantization is a switch on LoRA: 'nf4' for QLoRA, None otherwise."""
+        return "nf4" if self.method == "qlora" else None
+
+    @property
+    def target_module_names(self) -> list[str]:
+        from search_spaces import load_preset
+
+        return list(load_preset(self.preset).TARGET_MODULES[self.target_modules])

