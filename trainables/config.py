@@ -35,7 +35,7 @@ class QLoRAConfig:
     preset: str = "minilm"
     model: str = "minilm"
     method: str = "qlora"
-    target_modules: str = "attention"
+    target_modules: str = ""  # a name in the preset's TARGET_MODULES; empty = its first
     trust_remote_code: bool = False
     # LoRA
     lora_r: int = 16
@@ -69,6 +69,7 @@ class QLoRAConfig:
             problems.append(f"preset={self.preset!r} (allowed: {', '.join(PRESETS)})")
         else:
             targets = load_preset(self.preset).TARGET_MODULES
+            self.target_modules = self.target_modules or next(iter(targets))
             if self.target_modules not in targets:
                 problems.append(
                     f"target_modules={self.target_modules!r} "

@@ -132,7 +132,11 @@ def load_reviews(
 
 
 def split_reviews(frame: pd.DataFrame, seed: int = 42) -> pd.DataFrame:
-    """Stratified split: test 20 %, then validation 10 % of the rest. Adds a `split` column."""
+    """Stratified split: test 20 %, then validation 10 % of the rest. Adds a `split` column.
+
+    Rows are ordered by text first, so the same reviews split the same way in any file order.
+    """
+    frame = frame.sort_values("text", kind="stable", ignore_index=True)
     rest, test = train_test_split(frame, test_size=0.2, stratify=frame["label"], random_state=seed)
     train, val = train_test_split(rest, test_size=0.1, stratify=rest["label"], random_state=seed)
     return pd.concat(

@@ -1,0 +1,83 @@
+"""Shared fixtures: the review dataset from ../shared, tiny models built from configs, prepared
+run data. Nothing here reaches a network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REVIEWS = Path(os.environ.get(
+    "REVIEWS_DATA", ROOT.parent / "shared" / "data" / "fake_reviews" / "fake_reviews_dataset.csv.gz"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def reviews_path() -> Path:
+    assert REVIEWS.exists(), f"dataset not found at {REVIEWS}; set REVIEWS_DATA"
+    return REVIEWS
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    from trainables.model import load_tokenizer
+
+    return load_tokenizer("minilm")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, minilm_tokenizer) -> str:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as a local model folder."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    minilm_tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_stella(tmp_path_factory, minilm_tokenizer) -> str:
+    """A tiny model whose code lives in the model folder (auto_map), loaded only with
+    trust_remote_code, with Stella's module names: the stand-in for Stella's remote code."""
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        from tiny_stella.configuration_tiny_stella import TinyStellaConfig
+        from tiny_stella.modeling_tiny_stella import TinyStellaForSequenceClassification
+    finally:
+        sys.path.remove(str(FIXTURES))
+    TinyStellaConfig.register_for_auto_class()
+    TinyStellaForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+    folder = tmp_path_factory.mktemp("tiny_stella")
+    torch.manual_seed(0)
+    model = TinyStellaForSequenceClassification(TinyStellaConfig(vocab_size=minilm_tokenizer.vocab_size))
+    model.save_pretrained(folder)
+    minilm_tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory, reviews_path, minilm_tokenizer):
+    """The shared dataset prepared as a smoke-profile run folder would hold it."""
+    from tune.prepare import prepare_data
+    from tune.profiles import get_profile
+
+    run_dir = tmp_path_factory.mktemp("run")
+    return prepare_data(str(reviews_path), get_profile("smoke"), minilm_tokenizer, "minilm", run_dir)

@@ -1,0 +1,56 @@
+"""A real smoke search on a real local Ray instance, run as a user runs it: the CLI in a process."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from trainables.record import find_records
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, reviews_path, tiny_bert):
+    storage = tmp_path_factory.mktemp("runs")
+    # 3 trials, 2 at a time on 2 CPUs: trial drivers hold no CPU, so both workers start, and
+    # ASHA-stopped trials free their worker before the next trial asks for one.
+    result = subprocess.run(
+        [sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path), "--profile", "smoke",
+         "--model", tiny_bert, "--storage", str(storage), "--name", "smoke", "--num-samples", "3",
+         "--max-concurrent", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return storage / "smoke", result.stdout, result.stderr
+
+
+def test_smoke_search_writes_one_record_per_trial(smoke_run):
+    run_dir, _, _ = smoke_run
+    records = [json.loads(p.read_text()) for p in find_records(run_dir)]
+    assert len(records) == 3
+    assert len({r["trial_id"] for r in records}) == 3
+    assert len({r["split_hash"] for r in records}) == 1
+    for record in records:
+        assert record["method"] in ("qlora", "lora", "full")
+        assert 1 <= record["epochs_run"] <= record["params"]["epochs"]
+        assert len(record["history"]) == record["epochs_run"]
+        assert record["test"]["n"] == len(record["test_prob_real"]) == 48
+
+
+def test_no_trial_errored_or_waited_for_resources(smoke_run):
+    run_dir, output, log = smoke_run
+    assert not list(run_dir.rglob("error.txt"))
+    assert "WorkerGroupStartupTimeoutError" not in output + log
+
+
+def test_smoke_search_prints_the_ranking_and_the_run_folder(smoke_run):
+    run_dir, output, _ = smoke_run
+    assert "Trials ranked by validation F1" in output
+    assert f"Run folder: {run_dir}" in output
+    table = [line for line in output.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(table) == 3
+    val_f1 = [float(line.split("|")[6]) for line in table]
+    assert val_f1 == sorted(val_f1, reverse=True)

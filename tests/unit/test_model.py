@@ -1,0 +1,60 @@
+import bitsandbytes as bnb
+import pytest
+import torch
+from peft.tuners.lora import LoraLayer
+
+from trainables.config import QLoRAConfig
+from trainables.errors import ConfigError
+from trainables.model import build_classifier, check_target_modules
+
+CPU = torch.device("cpu")
+
+
+def test_missing_target_modules_are_named_with_what_exists(tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    with pytest.raises(ConfigError) as error:
+        check_target_modules(model, ["query", "qkv_proj", "o_proj"])
+    message = str(error.value)
+    assert message.startswith("Target modules not in the model: qkv_proj, o_proj. Linear layers it has: ")
+    for name in ("attention.self.query", "attention.output.dense", "intermediate.dense", "classifier"):
+        assert name in message
+
+
+def test_nf4_builds_4bit_layers_with_lora_on_top_and_a_full_precision_head(tiny_bert):
+    model = build_classifier(QLoRAConfig(model=tiny_bert, method="qlora", target_modules="attention"), CPU)
+    lora_layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    assert len(lora_layers) == 2 * 3  # query, key, value in 2 layers
+    assert all(isinstance(layer.base_layer, bnb.nn.Linear4bit) for layer in lora_layers)
+    assert model.base_model.model.bert.encoder.layer[0].attention.self.query.base_layer.weight.quant_state.quant_type == "nf4"
+    head = model.base_model.model.classifier.modules_to_save["default"]
+    assert isinstance(head, torch.nn.Linear) and not isinstance(head, bnb.nn.Linear4bit)
+    assert all(p.requires_grad for p in head.parameters())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "classifier" in n for n in trainable)
+
+
+def test_lora_without_quantization_has_no_4bit_layers(tiny_bert):
+    model = build_classifier(QLoRAConfig(model=tiny_bert, method="lora"), CPU)
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert any(isinstance(m, LoraLayer) for m in model.modules())
+
+
+def test_full_fine_tune_trains_every_weight(tiny_bert):
+    model = build_classifier(QLoRAConfig(model=tiny_bert, method="full"), CPU)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_remote_code_model_with_stella_names_takes_the_stella_presets(tiny_stella):
+    config = QLoRAConfig(preset="stella", model=tiny_stella, trust_remote_code=True,
+                         method="qlora", target_modules="attention_mlp")
+    model = build_classifier(config, CPU)
+    adapted = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    assert adapted == {"qkv_proj", "o_proj", "up_gate_proj", "down_proj"}
+    assert type(model.base_model.model).__name__ == "TinyStellaForSequenceClassification"
+
+
+def test_remote_code_is_refused_without_trust(tiny_stella):
+    with pytest.raises(Exception, match="trust_remote_code"):
+        build_classifier(QLoRAConfig(preset="stella", model=tiny_stella, trust_remote_code=False), CPU)
