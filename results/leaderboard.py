@@ -53,7 +53,7 @@ def format_table(records: list[dict]) -> str:
     lines = ["| rank | trial | method | settings | epochs | val F1 | test F1 | train s |",
              "|---:|---|---|---|---:|---:|---:|---:|"]
     for i, r in enumerate(rank(records), 1):
-        epochs = f"{r.get('epochs_run', '')}/{r['params'].get('epochs', '')}" if "epochs" in r.get("params", {}) else ""
+        epochs = f"{r['epochs_run']}/{r['params']['epochs']}" if r.get("epochs_run") else ""
         lines.append(
             f"| {i} | {r.get('trial_id', '')} | {r['method']} | {describe_params(r)} | {epochs} | "
             f"{100 * r['val']['f1']:.2f} | {100 * r['test']['f1']:.2f} | {r.get('train_seconds', 0):.0f} |"

@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="CPU threads of each trial's worker (default: 1)")
     parser.add_argument("--gpu-memory-gb", type=float, default=8.0,
                         help="CUDA memory cap of each trial (default: 8)")
+    parser.add_argument("--baselines", choices=["none", "fast", "all"], default="all",
+                        help="baselines run beside the search as CPU Ray tasks, outside the Optuna "
+                             "budget: fast = TF-IDF and embedding logistic regression; all adds "
+                             "RBF-SVM and MLP on frozen embeddings (default: all)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the searcher and of training")
     return parser.parse_args(argv)
 
@@ -77,6 +81,7 @@ def run_search(args: argparse.Namespace) -> Path:
     from trainables.model import load_tokenizer
     from tune.prepare import prepare_data
     from tune.profiles import get_profile
+    from tune.baseline_tasks import baseline_configs, launch_baselines
     from tune.space import check_space
 
     import torch
@@ -109,14 +114,36 @@ def run_search(args: argparse.Namespace) -> Path:
           f"max length {data.max_length} tokens truncates {data.truncated} reviews.")
     base.update(data_dir=data.data_dir, tokens_file=data.tokens_file, split_hash=data.split_hash,
                 max_length=data.max_length)
+    baselines = baseline_configs(args.baselines, args.preset, preset, base)
 
+    import ray
+
+    start_ray()
+    pending = launch_baselines(baselines, preset, base, tokenizer.pad_token_id or 0, run_dir, has_gpu)
+    if baselines:
+        print(f"Baselines: {len(pending)} of {len(baselines)} grid points run beside the search "
+              f"({', '.join(sorted({c.method for _, c in baselines}))}).")
     run_tuner(preset.SPACE, base, profile, args, storage, name, has_gpu)
+    for done in ray.get(pending):
+        print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
 
     from results.leaderboard import format_table, load_records
 
     print("\nTrials ranked by validation F1 (test F1 is reported, never used to choose):")
     print(format_table(load_records(run_dir)))
     return run_dir
+
+
+def start_ray() -> None:
+    import ray
+
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if not ray.is_initialized():
+        # The dashboard serves Ray's state API; without it Ray Train cannot see that an
+        # ASHA-stopped trial's controller died, never frees that trial's worker resources,
+        # and the next trial's worker group times out waiting for them.
+        ray.init(include_dashboard=True, configure_logging=False,
+                 resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS})
 
 
 def run_tuner(space: dict, base: dict, profile, args, storage: Path, name: str, has_gpu: bool) -> None:
@@ -127,18 +154,12 @@ def run_tuner(space: dict, base: dict, profile, args, storage: Path, name: str, 
     from ray.tune.search.optuna import OptunaSearch
 
     from trainables.qlora import run_trial
+    from tune.space import boundary_values
 
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    if not ray.is_initialized():
-        # The dashboard serves Ray's state API; without it Ray Train cannot see that an
-        # ASHA-stopped trial's controller died, never frees that trial's worker resources,
-        # and the next trial's worker group times out waiting for them.
-        ray.init(include_dashboard=True, configure_logging=False,
-                 resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS})
     gpus = int(ray.cluster_resources().get("GPU", 0))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     max_concurrent = args.max_concurrent or (gpus if has_gpu else max(1, cpus // args.cpus_per_trial))
-    max_epochs = max(tune_values(space.get("epochs", base.get("epochs", 3))))
+    max_epochs = max(boundary_values(space.get("epochs", base.get("epochs", 3))))
     tuner = tune.Tuner(
         # The trial function only drives its Ray Train worker, which holds the CPU or GPU; it
         # takes a slot of a custom resource instead of a CPU, so drivers never starve workers.
@@ -157,12 +178,6 @@ def run_tuner(space: dict, base: dict, profile, args, storage: Path, name: str, 
                                   failure_config=tune.FailureConfig(max_failures=1)),
     )
     tuner.fit()
-
-
-def tune_values(domain) -> list:
-    from tune.space import boundary_values
-
-    return boundary_values(domain)
 
 
 if __name__ == "__main__":

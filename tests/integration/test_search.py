@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
+from search_spaces.baselines import GRIDS
 from trainables.record import find_records
 
 pytestmark = pytest.mark.integration
@@ -27,9 +28,14 @@ def smoke_run(tmp_path_factory, reviews_path, tiny_bert):
     return storage / "smoke", result.stdout, result.stderr
 
 
-def test_smoke_search_writes_one_record_per_trial(smoke_run):
+def test_smoke_search_writes_one_record_per_trial_and_baseline(smoke_run):
     run_dir, _, _ = smoke_run
-    records = [json.loads(p.read_text()) for p in find_records(run_dir)]
+    every = [json.loads(p.read_text()) for p in find_records(run_dir)]
+    baselines = [r for r in every if r["method"] in GRIDS]
+    assert sorted({r["method"] for r in baselines}) == sorted(GRIDS)
+    assert len(baselines) == sum(len(points) for points in GRIDS.values())
+    assert len({r["split_hash"] for r in every}) == 1  # same split for every method
+    records = [r for r in every if r["method"] not in GRIDS]
     assert len(records) == 3
     assert len({r["trial_id"] for r in records}) == 3
     assert len({r["split_hash"] for r in records}) == 1
@@ -51,6 +57,6 @@ def test_smoke_search_prints_the_ranking_and_the_run_folder(smoke_run):
     assert "Trials ranked by validation F1" in output
     assert f"Run folder: {run_dir}" in output
     table = [line for line in output.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert len(table) == 3
+    assert len(table) == 3 + sum(len(points) for points in GRIDS.values())
     val_f1 = [float(line.split("|")[6]) for line in table]
     assert val_f1 == sorted(val_f1, reverse=True)

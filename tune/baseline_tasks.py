@@ -1,0 +1,57 @@
+"""Launch the baselines as Ray tasks beside the QLoRA search (CPU only; the embedding step takes
+the GPU when there is one). Each grid point writes RUN_DIR/baselines/<id>/record.json; a point
+whose record exists (a resumed run) is not run again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+
+from search_spaces.baselines import CHOICES, GRIDS
+from trainables.baselines import BaselineConfig, run_baseline
+from trainables.embeddings import cached_embeddings, embeddings_path
+from trainables.record import RECORD_NAME
+
+
+@ray.remote
+def embeddings_task(data_dir, tokens_file, model, split_hash, max_length, pooling, pad_id, trust_remote_code):
+    path, computed = cached_embeddings(data_dir, tokens_file, model, split_hash, max_length, pooling,
+                                       pad_id, trust_remote_code)
+    return str(path), computed
+
+
+@ray.remote(num_cpus=1)
+def baseline_task(config: BaselineConfig, record_path: str, embeddings=None) -> dict:
+    record = run_baseline(config, record_path)
+    return {"trial_id": record["trial_id"], "val_f1": record["val"]["f1"]}
+
+
+def baseline_configs(choice: str, preset_name: str, preset, base: dict) -> list[tuple[str, BaselineConfig]]:
+    """Every grid point of the chosen baselines, validated before anything starts."""
+    embeddings_file = embeddings_path(base["data_dir"], base["model"], base["split_hash"],
+                                      base["max_length"], preset.POOLING).name
+    configs = []
+    for method in CHOICES[choice]:
+        for index, params in enumerate(GRIDS[method]):
+            configs.append((f"{method}-{index}", BaselineConfig(
+                method=method, preset=preset_name, model=base["model"], seed=base["seed"],
+                data_dir=base["data_dir"], embeddings_file=embeddings_file,
+                split_hash=base["split_hash"], **params)))
+    return configs
+
+
+def launch_baselines(configs: list[tuple[str, BaselineConfig]], preset, base: dict, pad_id: int,
+                     run_dir: Path, use_gpu: bool) -> list[ray.ObjectRef]:
+    pending = [(trial_id, config) for trial_id, config in configs
+               if not (run_dir / "baselines" / trial_id / RECORD_NAME).exists()]
+    embeddings = None
+    if any(config.method.startswith("embed-") for _, config in pending):
+        embeddings = embeddings_task.options(**({"num_gpus": 1} if use_gpu else {"num_cpus": 1})).remote(
+            base["data_dir"], base["tokens_file"], base["model"], base["split_hash"], base["max_length"],
+            preset.POOLING, pad_id, preset.TRUST_REMOTE_CODE)
+    return [
+        baseline_task.remote(config, str(run_dir / "baselines" / trial_id / RECORD_NAME),
+                             embeddings if config.method.startswith("embed-") else None)
+        for trial_id, config in pending
+    ]
