@@ -1,16 +1,30 @@
-"""Turn a run folder's trial records into a ranked table (by validation F1; test is reported only).
+"""Turn a run folder's trial records into a leaderboard: tables, confidence intervals, plots.
 
     python -m results.leaderboard RUN_DIR
+
+Reads only the record.json files under RUN_DIR and writes RUN_DIR/leaderboard/ with
+leaderboard.md, .csv, .json, index.html and PNG plots. Rows are grouped by method and ranked by
+validation F1 (selection never looks at test). Test F1 comes with a 95 % bootstrap interval, and
+McNemar's exact test says whether the top row beats each other method's best on the same reviews.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
 from trainables.errors import UserError
 from trainables.record import find_records, read_record
+
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0
+OUTPUT_FOLDER = "leaderboard"
 
 
 def load_records(run_dir: str | Path) -> list[dict]:
@@ -32,15 +46,49 @@ def load_records(run_dir: str | Path) -> list[dict]:
 
 
 def rank(records: list[dict]) -> list[dict]:
-    return sorted(records, key=lambda r: r["val"]["f1"], reverse=True)
+    """Grouped by method (best method first), each group ranked by validation F1."""
+    best = {}
+    for r in records:
+        best[r["method"]] = max(best.get(r["method"], -1.0), r["val"]["f1"])
+    return sorted(records, key=lambda r: (-best[r["method"]], r["method"], -r["val"]["f1"]))
+
+
+def f1_from_counts(tp, fp, fn):
+    denominator = 2 * tp + fp + fn
+    return np.divide(2 * tp, denominator, out=np.zeros_like(denominator, dtype=float), where=denominator > 0)
+
+
+def bootstrap_f1_interval(labels, prob_real, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
+                          level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of test F1 (positive class real) over resampled test sets."""
+    labels = np.asarray(labels, dtype=int)
+    predicted = (np.asarray(prob_real) >= 0.5).astype(int)
+    index = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
+    y, p = labels[index], predicted[index]
+    f1 = f1_from_counts((y & p).sum(1), ((1 - y) & p).sum(1), (y & (1 - p)).sum(1))
+    tail = (1 - level) / 2
+    return float(np.quantile(f1, tail)), float(np.quantile(f1, 1 - tail))
+
+
+def mcnemar_p(labels, prob_a, prob_b) -> float:
+    """Exact McNemar test on the reviews where exactly one of two classifiers is right."""
+    labels = np.asarray(labels)
+    right_a = (np.asarray(prob_a) >= 0.5).astype(int) == labels
+    right_b = (np.asarray(prob_b) >= 0.5).astype(int) == labels
+    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
 def describe_params(record: dict) -> str:
     params = record.get("params", {})
     if record["method"] in ("qlora", "lora"):
         keys = ("target_modules", "lora_r", "lora_alpha", "learning_rate", "epochs")
+    elif record["method"] == "full":
+        keys = ("learning_rate", "epochs")
     else:
-        keys = tuple(k for k in params if k != "method")
+        keys = tuple(params)
     parts = []
     for key in keys:
         if key in params:
@@ -49,16 +97,116 @@ def describe_params(record: dict) -> str:
     return " ".join(parts)
 
 
+def leaderboard_rows(records: list[dict]) -> list[dict]:
+    ranked = rank(records)
+    top = ranked[0]
+    best_of_method = {}
+    for r in ranked:
+        best_of_method.setdefault(r["method"], r)
+    rows = []
+    for position, r in enumerate(ranked, 1):
+        low, high = bootstrap_f1_interval(r["test_labels"], r["test_prob_real"])
+        minutes = (r.get("train_seconds", 0) + r.get("eval_seconds", 0)) / 60
+        on_gpu = r.get("device", "cpu") != "cpu"
+        p_value = None
+        if r is best_of_method[r["method"]] and r is not top:
+            if r["test_labels"] != top["test_labels"]:
+                raise UserError("Records hold test rows in different orders; they cannot be paired.")
+            p_value = mcnemar_p(top["test_labels"], top["test_prob_real"], r["test_prob_real"])
+        test = r["test"]
+        rows.append({
+            "rank": position,
+            "trial": r.get("trial_id", ""),
+            "method": r["method"],
+            "model": r.get("model", ""),
+            "settings": describe_params(r),
+            "val_f1": r["val"]["f1"],
+            "test_f1": test["f1"],
+            "test_f1_low": low,
+            "test_f1_high": high,
+            "test_macro_f1": test["macro_f1"],
+            "test_accuracy": test["accuracy"],
+            "test_precision": test["precision"],
+            "test_recall": test["recall"],
+            "test_roc_auc": test["roc_auc"],
+            "test_average_precision": test["average_precision"],
+            "epochs_run": r.get("epochs_run"),
+            "epochs_planned": r.get("params", {}).get("epochs") if r.get("epochs_run") else None,
+            "wall_seconds": r.get("train_seconds", 0) + r.get("eval_seconds", 0),
+            "gpu_minutes": minutes if on_gpu else 0.0,
+            "cpu_minutes": 0.0 if on_gpu else minutes,
+            "peak_memory_mb": r.get("peak_memory_mb"),
+            "trainable_params": r.get("trainable_params"),
+            "adapter_bytes": r.get("adapter_bytes"),
+            "p_vs_top": p_value,
+            "record_path": r["record_path"],
+        })
+    return rows
+
+
 def format_table(records: list[dict]) -> str:
-    lines = ["| rank | trial | method | settings | epochs | val F1 | test F1 | train s |",
-             "|---:|---|---|---|---:|---:|---:|---:|"]
-    for i, r in enumerate(rank(records), 1):
-        epochs = f"{r['epochs_run']}/{r['params']['epochs']}" if r.get("epochs_run") else ""
+    """The short console table that ends every search."""
+    lines = ["| rank | trial | method | settings | epochs | val F1 | test F1 (95% CI) | minutes |",
+             "|---:|---|---|---|---:|---:|---|---:|"]
+    for row in leaderboard_rows(records):
         lines.append(
-            f"| {i} | {r.get('trial_id', '')} | {r['method']} | {describe_params(r)} | {epochs} | "
-            f"{100 * r['val']['f1']:.2f} | {100 * r['test']['f1']:.2f} | {r.get('train_seconds', 0):.0f} |"
-        )
+            f"| {row['rank']} | {row['trial']} | {row['method']} | {row['settings']} | {epochs_text(row)} | "
+            f"{100 * row['val_f1']:.2f} | {ci_text(row)} | {row['wall_seconds'] / 60:.1f} |")
     return "\n".join(lines)
+
+
+def epochs_text(row: dict) -> str:
+    return f"{row['epochs_run']}/{row['epochs_planned']}" if row["epochs_run"] else ""
+
+
+def ci_text(row: dict) -> str:
+    return f"{100 * row['test_f1']:.2f} ({100 * row['test_f1_low']:.1f}-{100 * row['test_f1_high']:.1f})"
+
+
+def markdown(rows: list[dict]) -> str:
+    def number(value, scale=1.0, digits=2):
+        return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{scale * value:.{digits}f}"
+
+    lines = [
+        "| rank | method | model | settings | val F1 | test F1 (95% CI) | p vs top | macro-F1 | acc | prec | rec "
+        "| ROC AUC | AP | epochs | wall min | GPU min | peak MB | trainable | adapter MB |",
+        "|---:|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join([
+            str(row["rank"]), row["method"], Path(str(row["model"])).name, row["settings"],
+            number(row["val_f1"], 100), ci_text(row), number(row["p_vs_top"], digits=3),
+            number(row["test_macro_f1"], 100), number(row["test_accuracy"], 100),
+            number(row["test_precision"], 100), number(row["test_recall"], 100),
+            number(row["test_roc_auc"], digits=4), number(row["test_average_precision"], digits=4),
+            epochs_text(row), number(row["wall_seconds"] / 60, digits=1), number(row["gpu_minutes"], digits=1),
+            number(row["peak_memory_mb"], digits=0), f"{row['trainable_params'] or 0:,}",
+            number((row["adapter_bytes"] or 0) / 2**20, digits=2),
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def write_leaderboard(run_dir: str | Path) -> Path:
+    records = load_records(run_dir)
+    rows = leaderboard_rows(records)
+    out = Path(run_dir) / OUTPUT_FOLDER
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(rows)
+    note = ("Ranked by validation F1 within method groups; test F1 with a 95 % bootstrap interval "
+            f"({BOOTSTRAP_SAMPLES} resamples); 'p vs top': exact McNemar test of each method's best "
+            "against the top row on the same test reviews. Split hash: " + records[0]["split_hash"])
+    (out / "leaderboard.md").write_text(f"# Leaderboard\n\n{note}\n\n{table}\n")
+    pd.DataFrame(rows).to_csv(out / "leaderboard.csv", index=False)
+    (out / "leaderboard.json").write_text(json.dumps(rows, indent=1))
+    from results.plots import write_plots
+
+    images = write_plots(records, rows, out)
+    html_table = pd.DataFrame(rows).drop(columns=["record_path"]).to_html(index=False, float_format="%.4f")
+    figures = "\n".join(f'<h2>{title}</h2><img src="{name}" width="640">' for title, name in images)
+    (out / "index.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Leaderboard</title></head><body>"
+        f"<h1>Leaderboard</h1><p>{note}</p>{html_table}{figures}</body></html>")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,10 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="a run folder written by python -m tune.search")
     args = parser.parse_args(argv)
     try:
-        print(format_table(load_records(args.run_dir)))
+        out = write_leaderboard(args.run_dir)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    print((out / "leaderboard.md").read_text())
+    print(f"Written: {out}/ (leaderboard.md, .csv, .json, index.html, plots)")
     return 0
 
 

@@ -4,7 +4,7 @@ run data. Nothing here reaches a network."""
 from __future__ import annotations
 
 import os
-import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -81,3 +81,18 @@ def smoke_data(tmp_path_factory, reviews_path, minilm_tokenizer):
 
     run_dir = tmp_path_factory.mktemp("run")
     return prepare_data(str(reviews_path), get_profile("smoke"), minilm_tokenizer, "minilm", run_dir)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, reviews_path, tiny_bert):
+    storage = tmp_path_factory.mktemp("runs")
+    # 3 trials, 2 at a time on 2 CPUs: trial drivers hold no CPU, so both workers start, and
+    # ASHA-stopped trials free their worker before the next trial asks for one.
+    result = subprocess.run(
+        [sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path), "--profile", "smoke",
+         "--model", tiny_bert, "--storage", str(storage), "--name", "smoke", "--num-samples", "3",
+         "--max-concurrent", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return storage / "smoke", result.stdout, result.stderr

@@ -3,12 +3,11 @@ regression / RBF-SVM / MLP. Same split, same metrics, same record as the QLoRA t
 
 from __future__ import annotations
 
-import io
-import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import torch
@@ -24,6 +23,7 @@ from trainables.metrics import classification_metrics
 from trainables.record import library_versions, write_record
 
 METHODS = ("tfidf-logreg", "embed-logreg", "embed-svm", "embed-mlp")
+MODEL_FILE = "model.joblib"
 
 
 @dataclass
@@ -38,6 +38,7 @@ class BaselineConfig:
     learning_rate: float = 1e-3
     epochs: int = 30
     batch_size: int = 64
+    max_length: int = 512  # of the tokens the embeddings were computed from
     seed: int = 42
     data_dir: str = ""
     embeddings_file: str = ""
@@ -72,16 +73,19 @@ def run_baseline(config: BaselineConfig, record_path: str | Path) -> dict:
     if config.method == "tfidf-logreg":
         split = pd.read_parquet(Path(config.data_dir) / "split.parquet")
         data = {name: (part["text"].tolist(), part["label"].to_numpy()) for name, part in split.groupby("split")}
-        model, predict, trainable = fit_tfidf_logreg(data, config)
     else:
         data = read_embeddings(Path(config.data_dir) / config.embeddings_file)
-        fit = {"embed-logreg": fit_logreg, "embed-svm": fit_svm, "embed-mlp": fit_mlp}[config.method]
-        model, predict, trainable = fit(data, config)
+    fit = {"tfidf-logreg": fit_tfidf_logreg, "embed-logreg": fit_logreg, "embed-svm": fit_svm,
+           "embed-mlp": fit_mlp}[config.method]
+    model = fit(data, config)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    val_prob, test_prob = predict(data["val"][0]), predict(data["test"][0])
+    val_prob = predict_real(config.method, model, data["val"][0])
+    test_prob = predict_real(config.method, model, data["test"][0])
     eval_seconds = time.perf_counter() - started
-    size = model_bytes(model)
+    model_path = Path(record_path).parent / MODEL_FILE
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, model_path)
     record = {
         "method": config.method,
         "preset": config.preset,
@@ -100,9 +104,9 @@ def run_baseline(config: BaselineConfig, record_path: str | Path) -> dict:
         "samples_per_second": len(data["train"][1]) / train_seconds,
         "peak_memory_mb": None,
         "device": "cpu",
-        "trainable_params": trainable,
-        "total_params": trainable,
-        "adapter_bytes": size,
+        "trainable_params": parameter_count(config.method, model),
+        "total_params": parameter_count(config.method, model),
+        "adapter_bytes": model_path.stat().st_size,
         "versions": library_versions(),
         "split_hash": config.split_hash,
         "seed": config.seed,
@@ -117,23 +121,17 @@ def fit_tfidf_logreg(data, config):
         TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
     )
     model = make_pipeline(features, LogisticRegression(C=config.C, max_iter=2000))
-    model.fit(*data["train"])
-    return model, lambda x: model.predict_proba(x)[:, 1], int(model[-1].coef_.size + 1)
+    return model.fit(*data["train"])
 
 
 def fit_logreg(data, config):
     model = make_pipeline(StandardScaler(), LogisticRegression(C=config.C, max_iter=2000))
-    model.fit(*data["train"])
-    return model, lambda x: model.predict_proba(x)[:, 1], int(model[-1].coef_.size + 1)
+    return model.fit(*data["train"])
 
 
 def fit_svm(data, config):
-    # Probabilities: the logistic of the SVM's decision value, so 0.5 is its own decision boundary
-    # (Platt scaling's 5-fold refit would cost 5x the fit for the same ranking).
     model = make_pipeline(StandardScaler(), SVC(C=config.C, gamma=config.gamma, kernel="rbf"))
-    model.fit(*data["train"])
-    support = int(model[-1].support_vectors_.size)
-    return model, lambda x: 1 / (1 + np.exp(-model.decision_function(x))), support
+    return model.fit(*data["train"])
 
 
 def fit_mlp(data, config):
@@ -155,17 +153,26 @@ def fit_mlp(data, config):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    net.eval()
+    return scaler, net.eval()
 
-    def predict(features):
+
+def predict_real(method: str, model, features) -> np.ndarray:
+    """Probability of `real` for texts (tfidf-logreg) or embeddings (embed-*)."""
+    if method == "embed-svm":
+        # The logistic of the SVM's decision value, so 0.5 is its own decision boundary
+        # (Platt scaling's 5-fold refit would cost 5x the fit for the same ranking).
+        return 1 / (1 + np.exp(-model.decision_function(features)))
+    if method == "embed-mlp":
+        scaler, net = model
         with torch.no_grad():
             logits = net(torch.as_tensor(scaler.transform(features), dtype=torch.float32))
         return torch.softmax(logits, dim=-1)[:, 1].numpy()
+    return model.predict_proba(features)[:, 1]
 
-    return (scaler, net), predict, sum(p.numel() for p in net.parameters())
 
-
-def model_bytes(model) -> int:
-    buffer = io.BytesIO()
-    pickle.dump(model, buffer)
-    return buffer.tell()
+def parameter_count(method: str, model) -> int:
+    if method == "embed-mlp":
+        return sum(p.numel() for p in model[1].parameters())
+    if method == "embed-svm":
+        return int(model[-1].support_vectors_.size)
+    return int(model[-1].coef_.size + 1)

@@ -52,8 +52,27 @@ def check_target_modules(model: torch.nn.Module, targets: list[str]) -> None:
 
 
 def build_classifier(config: QLoRAConfig, device: torch.device) -> torch.nn.Module:
+    """The model a trial trains: the base (4-bit or not) with LoRA on top, or every weight."""
+    model = load_base(config, device)
+    if config.method == "full":
+        return model
+    targets = config.target_module_names
+    check_target_modules(model, targets)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        modules_to_save=list(load_preset(config.preset).HEAD),
+        task_type="SEQ_CLS",
+    )
+    return get_peft_model(model, lora).to(device)
+
+
+def load_base(config: QLoRAConfig, device: torch.device, path: str | None = None) -> torch.nn.Module:
+    """Backbone + classification head, quantized to NF4 when the method is qlora (head excluded).
+    Export and predict load an adapter's base through here too, so they compute as training did."""
     preset = load_preset(config.preset)
-    path = resolve_model_path(config.model)
     kwargs = {}
     if config.quantize == "nf4":
         from trainables.quantize import nf4_config
@@ -62,7 +81,7 @@ def build_classifier(config: QLoRAConfig, device: torch.device) -> torch.nn.Modu
         kwargs["device_map"] = {"": device}
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            path,
+            path or resolve_model_path(config.model),
             num_labels=len(LABEL_NAMES),
             id2label=LABEL_NAMES,
             label2id={v: k for k, v in LABEL_NAMES.items()},
@@ -76,31 +95,14 @@ def build_classifier(config: QLoRAConfig, device: torch.device) -> torch.nn.Modu
         ) from error
     if model.config.pad_token_id is None:
         model.config.pad_token_id = 0
-    if config.method == "full":
-        model.to(device)
-        if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        return model
-    targets = config.target_module_names
-    check_target_modules(model, targets)
     if config.quantize == "nf4":
         from trainables.quantize import keep_training_layout
 
         keep_training_layout(model)
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=config.gradient_checkpointing
-        )
+            model, use_gradient_checkpointing=config.gradient_checkpointing)
     elif config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=targets,
-        modules_to_save=list(preset.HEAD),
-        task_type="SEQ_CLS",
-    )
-    model = get_peft_model(model, lora)
     return model.to(device)
 
 

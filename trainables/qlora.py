@@ -172,15 +172,22 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
     return record
 
 
-def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, rng) -> dict:
+def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, rng,
+                pad_to: int | None = None, group_by_length: bool = True) -> dict:
+    """One pass over `split`. pad_to/group_by_length=False reproduce fixed-length padding in random
+    batches (the study's setup) for the throughput benchmark; trials use the defaults."""
     ids, labels = split
     model.train()
-    batches = length_grouped_batches([len(x) for x in ids], batch_size, rng)
+    if group_by_length:
+        batches = length_grouped_batches([len(x) for x in ids], batch_size, rng)
+    else:
+        order = rng.permutation(len(ids))
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     real_tokens = padded_tokens = 0
     loss_sum = 0.0
     started = time.perf_counter()
     for batch in batches:
-        inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
+        inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id, pad_to).items()}
         real_tokens += int(inputs["attention_mask"].sum())
         padded_tokens += inputs["attention_mask"].numel()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -191,6 +198,8 @@ def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, 
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         loss_sum += loss.detach().item() * len(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     return {
         "train_loss": loss_sum / len(ids),
@@ -201,11 +210,16 @@ def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, 
 
 
 @torch.no_grad()
-def predict(model, ids, labels, batch_size, pad_id, device) -> tuple[np.ndarray, np.ndarray]:
+def predict(model, ids, labels, batch_size, pad_id, device, progress=False) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probability of real) in the split's own row order."""
     model.eval()
     prob = np.zeros(len(ids))
-    for batch in sorted_batches([len(x) for x in ids], batch_size * 2):
+    batches = sorted_batches([len(x) for x in ids], batch_size * 2)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="classifying", unit="batch")
+    for batch in batches:
         inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(**inputs).logits

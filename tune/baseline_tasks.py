@@ -36,6 +36,7 @@ def baseline_configs(choice: str, preset_name: str, preset, base: dict) -> list[
         for index, params in enumerate(GRIDS[method]):
             configs.append((f"{method}-{index}", BaselineConfig(
                 method=method, preset=preset_name, model=base["model"], seed=base["seed"],
+                max_length=base["max_length"],
                 data_dir=base["data_dir"], embeddings_file=embeddings_file,
                 split_hash=base["split_hash"], **params)))
     return configs

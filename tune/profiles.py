@@ -30,7 +30,7 @@ class RunProfile:
 
 PROFILES = {
     "smoke": RunProfile("smoke", 3, {"train": 96, "val": 48, "test": 48}, 64),
-    "cpu": RunProfile("cpu", 8, {"train": 1200, "val": 300, "test": 600}, 256),
+    "cpu": RunProfile("cpu", 8, {"train": 800, "val": 300, "test": 600}, 256),
     "full": RunProfile("full", 20, {"train": None, "val": None, "test": None}, None),
 }
 

@@ -127,10 +127,11 @@ def run_search(args: argparse.Namespace) -> Path:
     for done in ray.get(pending):
         print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
 
-    from results.leaderboard import format_table, load_records
+    from results.leaderboard import format_table, load_records, write_leaderboard
 
-    print("\nTrials ranked by validation F1 (test F1 is reported, never used to choose):")
+    print("\nTrials ranked by validation F1 within each method (test F1 is reported, never used to choose):")
     print(format_table(load_records(run_dir)))
+    print(f"Leaderboard with plots: {write_leaderboard(run_dir)}/index.html")
     return run_dir
 
 

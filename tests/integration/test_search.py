@@ -1,31 +1,12 @@
 """A real smoke search on a real local Ray instance, run as a user runs it: the CLI in a process."""
 
 import json
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import ROOT
 from search_spaces.baselines import GRIDS
 from trainables.record import find_records
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, reviews_path, tiny_bert):
-    storage = tmp_path_factory.mktemp("runs")
-    # 3 trials, 2 at a time on 2 CPUs: trial drivers hold no CPU, so both workers start, and
-    # ASHA-stopped trials free their worker before the next trial asks for one.
-    result = subprocess.run(
-        [sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path), "--profile", "smoke",
-         "--model", tiny_bert, "--storage", str(storage), "--name", "smoke", "--num-samples", "3",
-         "--max-concurrent", "2"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return storage / "smoke", result.stdout, result.stderr
 
 
 def test_smoke_search_writes_one_record_per_trial_and_baseline(smoke_run):

@@ -1,0 +1,153 @@
+"""Throughput of the trial's training loop: the study's settings against ours, same model, same
+reviews, one process, one machine.
+
+    python bench/trial_throughput.py                  # CPU: the packaged MiniLM, 256 reviews
+    python bench/trial_throughput.py --stella-size    # GPU: 24-layer, 1024-wide stand-in (335M)
+
+study: every review padded to 512 tokens, batch 2, gradient checkpointing, random batches.
+ours:  max length chosen from the data (98 % of reviews whole), dynamic padding, length-grouped
+       batches, batch 32 (16 for the Stella-size model), no checkpointing; bf16 autocast on GPU.
+Both: LoRA r16/alpha32 on attention (query, key, value, output), NF4 base when bitsandbytes is
+installed (else a full-precision base; the results file says which), AdamW.
+
+Writes bench/results/throughput-<device>.json and .md (the README quotes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trainables.config import QLoRAConfig  # noqa: E402
+from trainables.data import load_reviews, split_reviews  # noqa: E402
+from trainables.model import build_classifier, load_tokenizer  # noqa: E402
+from trainables.qlora import train_epoch  # noqa: E402
+from trainables.tokens import choose_max_length  # noqa: E402
+from tune.prepare import MODEL_MAX_LENGTH  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "fake_reviews" / "fake_reviews_dataset.csv.gz"
+
+
+def stella_size_model(folder: Path, tokenizer) -> str:
+    """A BERT-large-shaped encoder (24 layers, 1024 wide, 335M parameters) from a config."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=1024, num_hidden_layers=24,
+                        num_attention_heads=16, intermediate_size=4096, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def measure(name: str, model_path: str, texts, labels, tokenizer, device, *, max_length: int, batch_size: int,
+            checkpointing: bool, pad_to: int | None, grouped: bool, method: str, epoch_reviews: int) -> dict:
+    ids = [np.asarray(x, dtype=np.int64) for x in
+           tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    config = QLoRAConfig(model=model_path, method=method, target_modules="attention_output",
+                         batch_size=batch_size, max_length=max_length, gradient_checkpointing=checkpointing,
+                         cpus_per_worker=torch.get_num_threads())
+    torch.manual_seed(0)
+    model = build_classifier(config, device)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                                  fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    rng = np.random.default_rng(0)
+    warmup = (ids[: batch_size * 2], labels[: batch_size * 2])  # kernels, allocator, caches
+    train_epoch(model, optimizer, scheduler, warmup, batch_size, tokenizer.pad_token_id, device, rng, pad_to, grouped)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    stats = train_epoch(model, optimizer, scheduler, (ids, labels), batch_size, tokenizer.pad_token_id, device,
+                        rng, pad_to, grouped)
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result = {
+        "setting": name, "max_length": max_length, "batch_size": batch_size, "gradient_checkpointing": checkpointing,
+        "padded_to": pad_to or "batch longest", "length_grouped": grouped,
+        "samples_per_second": stats["samples_per_second"], "padding_efficiency": stats["padding_efficiency"],
+        "seconds": stats["train_seconds"], "reviews": len(ids),
+        "train_split_epoch_minutes_extrapolated": epoch_reviews / stats["samples_per_second"] / 60,
+        "peak_memory_mb": peak,
+    }
+    print(json.dumps(result), flush=True)
+    del model, optimizer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--reviews", type=int, help="reviews timed per setting (default 256 CPU, 4096 GPU)")
+    parser.add_argument("--stella-size", action="store_true", help="the 24-layer, 1024-wide stand-in")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        import bitsandbytes  # noqa: F401
+        method = "qlora"
+    except ImportError:
+        method = "lora"
+    tokenizer = load_tokenizer("minilm")
+    frame, _ = load_reviews(args.data)
+    train = split_reviews(frame).query("split == 'train'")
+    count = args.reviews or (4096 if device.type == "cuda" else 256)
+    sample = train.sample(n=count, random_state=0)
+    texts, labels = sample["text"].tolist(), sample["label"].to_numpy()
+    all_lengths = [len(x) for x in tokenizer(train["text"].tolist(), verbose=False)["input_ids"]]
+    ours_length = choose_max_length(all_lengths, MODEL_MAX_LENGTH)
+
+    with tempfile.TemporaryDirectory() as folder:
+        model_path = stella_size_model(Path(folder), tokenizer) if args.stella_size else "minilm"
+        batch = 16 if args.stella_size else 32
+        common = dict(model_path=model_path, texts=texts, labels=labels, tokenizer=tokenizer, device=device,
+                      method=method, epoch_reviews=len(train))
+        study = measure("study", **common, max_length=512, batch_size=2, checkpointing=True, pad_to=512,
+                        grouped=False)
+        ours = measure("ours", **common, max_length=ours_length, batch_size=batch, checkpointing=False,
+                       pad_to=None, grouped=True)
+
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "device": card, "model": "stella-size stand-in (24x1024, 335M)" if args.stella_size else "all-MiniLM-L6-v2",
+        "method": method, "torch": torch.__version__, "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "reviews_truncated_by_ours": int(np.sum(np.asarray(all_lengths) > ours_length)),
+        "speedup": ours["samples_per_second"] / study["samples_per_second"],
+        "settings": [study, ours],
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"throughput-{'gpu' if device.type == 'cuda' else 'cpu'}{'-stella-size' if args.stella_size else ''}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    rows = "\n".join(
+        f"| {s['setting']} | {s['max_length']} | {s['batch_size']} | {s['gradient_checkpointing']} | "
+        f"{s['samples_per_second']:.1f} | {s['padding_efficiency']:.3f} | "
+        f"{s['train_split_epoch_minutes_extrapolated']:.1f} | {s['peak_memory_mb']:.0f} |"
+        for s in (study, ours))
+    (out / f"{stem}.md").write_text(
+        f"# Trial throughput: {result['model']}, {method}, {card}\n\n`{result['command']}` on {result['date']}, "
+        f"{count} training reviews per setting, torch {torch.__version__}.\n\n"
+        "| setting | max length | batch | checkpointing | samples/s | padding efficiency | "
+        f"epoch of {len(train):,} train reviews (min, extrapolated) | peak MB |\n|---|---:|---:|---|---:|---:|---:|---:|\n"
+        f"{rows}\n\nOurs / study: **{result['speedup']:.1f}x** samples per second. "
+        f"Our max length truncates {result['reviews_truncated_by_ours']} of {len(all_lengths)} training reviews.\n")
+    print((out / f"{stem}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Export a run's best trial (by validation F1) as a self-contained bundle.
+
+    python -m results.export RUN_DIR --out DIR [--trial ID] [--merge]
+
+Fine-tunes (qlora, lora): the LoRA adapter and trained head as peft's own safetensors files
+(adapter/, loadable with plain peft on the base model), the tokenizer, bundle.json (label map,
+base model, quantization, training config, metrics) and a model card. `--merge` also writes the
+adapter merged into a bf16 copy of the base (merged/). Full fine-tunes save the whole model
+(model/). Baselines save their fitted model with joblib (a pickle: load only bundles you trust).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from results.leaderboard import ci_text, leaderboard_rows, load_records
+from trainables.errors import UserError
+
+BUNDLE_FILE = "bundle.json"
+
+
+def choose_record(records: list[dict], trial: str | None) -> dict:
+    if trial is None:
+        return max(records, key=lambda r: r["val"]["f1"])
+    for record in records:
+        if record.get("trial_id") == trial:
+            return record
+    raise UserError(f"No trial '{trial}' in this run. Trials: "
+                    f"{', '.join(sorted(str(r.get('trial_id')) for r in records))}.")
+
+
+def latest_checkpoint(train_run_dir: str) -> Path:
+    checkpoints = sorted(p for p in Path(train_run_dir).glob("checkpoint_*") if p.is_dir())
+    if not checkpoints:
+        raise UserError(f"No checkpoint under {train_run_dir}; the trial never finished an epoch.")
+    return checkpoints[-1]
+
+
+def export(run_dir: str | Path, out: str | Path, trial: str | None = None, merge: bool = False) -> Path:
+    records = load_records(run_dir)
+    record = choose_record(records, trial)
+    final = Path(out)
+    if final.exists() and any(final.iterdir()):
+        raise UserError(f"{final} exists and is not empty; choose a new --out folder.")
+    out = final.with_name(final.name + ".partial")  # renamed into place only when complete
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    try:
+        if record["method"] in ("qlora", "lora", "full"):
+            bundle = export_fine_tune(record, out, merge)
+        else:
+            bundle = export_baseline(record, out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    bundle.update({
+        "method": record["method"],
+        "preset": record["preset"],
+        "trial_id": record.get("trial_id"),
+        "label_map": {"0": "fake", "1": "real"},
+        "metrics": {"val": record["val"], "test": record["test"]},
+        "split_hash": record["split_hash"],
+        "exported_from": str(Path(run_dir).resolve()),
+    })
+    (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=1))
+    row = next(r for r in leaderboard_rows(records) if r["record_path"] == record["record_path"])
+    (out / "README.md").write_text(model_card(bundle, row))
+    if final.exists():
+        final.rmdir()
+    out.rename(final)
+    return final
+
+
+def export_fine_tune(record: dict, out: Path, merge: bool) -> dict:
+    from safetensors.torch import load_file
+
+    from trainables.config import QLoRAConfig
+    from trainables.model import build_classifier, load_tokenizer, load_trainable_state_dict, resolve_model_path
+    from trainables.qlora import WEIGHTS_FILE
+
+    config = QLoRAConfig.from_dict(record["config"])
+    checkpoint = latest_checkpoint(record["train_run_dir"])
+    model = build_classifier(config, torch.device("cpu"))
+    load_trainable_state_dict(model, load_file(checkpoint / WEIGHTS_FILE))
+    load_tokenizer(config.model, config.trust_remote_code).save_pretrained(out / "tokenizer")
+    if config.method == "full":
+        model.save_pretrained(out / "model")
+        kind = "full"
+    else:
+        model.save_pretrained(out / "adapter")
+        kind = "adapter"
+        if merge:
+            write_merged(config, out)
+    return {
+        "kind": kind,
+        "base_model": config.model,
+        "base_model_path": resolve_model_path(config.model),
+        "base_model_revision": getattr(model.config, "_commit_hash", None),
+        "trust_remote_code": config.trust_remote_code,
+        "quantization": {"method": "bitsandbytes", "quant_type": "nf4", "double_quant": True,
+                         "compute_dtype": "bfloat16"} if config.quantize else None,
+        "max_length": config.max_length,
+        "config": config.to_dict(),
+    }
+
+
+def write_merged(config, out: Path) -> None:
+    """The adapter folded into a bf16 copy of the (unquantized) base."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from trainables.model import resolve_model_path
+
+    base = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(config.model), num_labels=2, trust_remote_code=config.trust_remote_code,
+        dtype=torch.bfloat16)
+    merged = PeftModel.from_pretrained(base, out / "adapter").merge_and_unload()
+    merged.save_pretrained(out / "merged")
+    shutil.copytree(out / "tokenizer", out / "merged", dirs_exist_ok=True)
+
+
+def export_baseline(record: dict, out: Path) -> dict:
+    from trainables.baselines import MODEL_FILE
+
+    source = Path(record["record_path"]).parent / MODEL_FILE
+    if not source.exists():
+        raise UserError(f"{source} is missing; rerun the baseline to export it.")
+    shutil.copy(source, out / MODEL_FILE)
+    print("warning: baseline bundles hold a joblib pickle; loading one runs code. "
+          "Load only bundles you made or trust.", file=sys.stderr)
+    config = record["config"]
+    bundle = {"kind": "baseline", "model_file": MODEL_FILE, "config": config}
+    if record["method"].startswith("embed-"):
+        from search_spaces import load_preset
+        from trainables.model import load_tokenizer
+
+        preset = load_preset(record["preset"])
+        load_tokenizer(config["model"], preset.TRUST_REMOTE_CODE).save_pretrained(out / "tokenizer")
+        bundle.update(base_model=config["model"], pooling=preset.POOLING,
+                      trust_remote_code=preset.TRUST_REMOTE_CODE,
+                      max_length=config["max_length"])
+    return bundle
+
+
+def model_card(bundle: dict, row: dict) -> str:
+    return f"""# Review classifier: {bundle['method']} ({bundle.get('base_model', 'tf-idf')})
+
+Labels: 0 = fake (computer-generated), 1 = real (original). Exported from trial {bundle['trial_id']}
+of {bundle['exported_from']} (split hash {bundle['split_hash']}).
+
+| validation F1 | test F1 (95% CI) | test accuracy | test ROC AUC |
+|---:|---|---:|---:|
+| {100 * row['val_f1']:.2f} | {ci_text(row)} | {100 * row['test_accuracy']:.2f} | {row['test_roc_auc']:.4f} |
+
+Settings: {row['settings'] or '-'}. Quantization: {json.dumps(bundle.get('quantization'))}.
+
+Use it:
+
+    python -m results.predict {{this folder}} reviews.csv --out predictions.csv
+
+{"With plain peft: load the base with AutoModelForSequenceClassification (num_labels=2), then PeftModel.from_pretrained(base, 'adapter'). A qlora adapter was trained on a 4-bit base: load the base with the same BitsAndBytesConfig (bundle.json) to reproduce its scores exactly." if bundle['kind'] == 'adapter' else ""}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m results.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", help="a run folder written by python -m tune.search")
+    parser.add_argument("--out", required=True, help="new folder for the bundle")
+    parser.add_argument("--trial", help="trial id to export (default: best validation F1)")
+    parser.add_argument("--merge", action="store_true", help="also write the adapter merged into a bf16 base")
+    args = parser.parse_args(argv)
+    try:
+        out = export(args.run_dir, args.out, args.trial, args.merge)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bundle = json.loads((out / BUNDLE_FILE).read_text())
+    print(f"Exported trial {bundle['trial_id']} ({bundle['method']}, validation F1 "
+          f"{100 * bundle['metrics']['val']['f1']:.2f}) to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

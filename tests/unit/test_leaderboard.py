@@ -1,0 +1,88 @@
+"""The analyzer on canned result records written by the test."""
+
+import json
+
+import numpy as np
+import pytest
+
+from results.leaderboard import bootstrap_f1_interval, load_records, main, mcnemar_p, rank, write_leaderboard
+from trainables.errors import UserError
+from trainables.metrics import classification_metrics
+
+
+def write(run_dir, trial, method, val_f1, labels, prob, split_hash="abc", history=None):
+    record = {"trial_id": trial, "method": method, "preset": "minilm", "model": "minilm",
+              "params": {"learning_rate": 1e-4, "epochs": 2}, "epochs_run": 2 if history else None,
+              "val": {"f1": val_f1}, "test": classification_metrics(labels, prob),
+              "test_labels": list(map(int, labels)), "test_prob_real": list(map(float, prob)),
+              "history": history or [], "train_seconds": 60.0, "eval_seconds": 6.0, "device": "cpu",
+              "peak_memory_mb": 900.0, "trainable_params": 1000, "adapter_bytes": 4096, "split_hash": split_hash}
+    folder = run_dir / trial
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(json.dumps(record))
+
+
+def noisy(labels, accuracy, seed):
+    rng = np.random.default_rng(seed)
+    right = rng.random(len(labels)) < accuracy
+    return np.where(right, labels, 1 - labels) * 0.8 + 0.1
+
+
+@pytest.fixture
+def run(tmp_path):
+    labels = np.random.default_rng(0).integers(0, 2, 400)
+    write(tmp_path, "a", "qlora", 0.90, labels, noisy(labels, 0.80, 1),
+          history=[{"epoch": 1, "val": {"f1": 0.85}}, {"epoch": 2, "val": {"f1": 0.90}}])
+    write(tmp_path, "b", "qlora", 0.95, labels, noisy(labels, 0.70, 2),
+          history=[{"epoch": 1, "val": {"f1": 0.95}}])
+    write(tmp_path, "c", "tfidf-logreg", 0.80, labels, noisy(labels, 0.99, 3))
+    return tmp_path
+
+
+def test_ranking_uses_validation_never_test(run):
+    ranked = [r["trial_id"] for r in rank(load_records(run))]
+    # b has the best validation F1 but the worst test F1; c is best on test but ranks last.
+    assert ranked == ["b", "a", "c"]
+
+
+def test_interval_contains_the_point_estimate_and_narrows_with_more_rows():
+    rng = np.random.default_rng(5)
+    widths = []
+    for n in (200, 3200):
+        labels = rng.integers(0, 2, n)
+        prob = noisy(labels, 0.9, 7)
+        low, high = bootstrap_f1_interval(labels, prob)
+        point = classification_metrics(labels, prob)["f1"]
+        assert low <= point <= high
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 2
+
+
+def test_mcnemar_separates_a_real_gap_from_noise():
+    labels = np.random.default_rng(1).integers(0, 2, 2000)
+    assert mcnemar_p(labels, noisy(labels, 0.95, 1), noisy(labels, 0.80, 2)) < 1e-6
+    assert mcnemar_p(labels, noisy(labels, 0.90, 3), noisy(labels, 0.90, 3)) == 1.0
+
+
+def test_mixed_split_hashes_are_refused(run):
+    labels = np.array([0, 1] * 10)
+    write(run, "d", "lora", 0.7, labels, labels * 0.9, split_hash="other")
+    with pytest.raises(UserError, match=r"come from different data splits \(abc, other\)"):
+        load_records(run)
+    assert main([str(run)]) == 2
+
+
+def test_outputs_are_written_with_plots(run):
+    out = write_leaderboard(run)
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html", "f1_vs_cost.png",
+                 "roc_pr.png", "confusion.png", "val_f1_per_epoch.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = json.loads((out / "leaderboard.json").read_text())
+    assert [r["trial"] for r in rows] == ["b", "a", "c"]
+    assert rows[0]["p_vs_top"] is None and rows[1]["p_vs_top"] is None  # a is not its method's best
+    assert rows[2]["p_vs_top"] < 0.001  # c's 99 % accuracy differs from b's 70 %
+
+
+def test_empty_folder_is_explained(tmp_path):
+    with pytest.raises(UserError, match="No trial records"):
+        load_records(tmp_path)
