@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-col", help="text column of INPUT")
     args = parser.parse_args(argv)
     try:
+        read_bundle(args.bundle)
         texts = read_texts(args.input, args.text_col)
         prob = predict_texts(args.bundle, texts)
     except UserError as error:
