@@ -45,8 +45,21 @@ def load_records(run_dir: str | Path) -> list[dict]:
     return records
 
 
+def scored(records: list[dict]) -> list[dict]:
+    """Records with metrics: every finished trial, and failed ones that finished an epoch first."""
+    return [r for r in records if "val" in r]
+
+
+def failed(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("status") == "failed"]
+
+
 def rank(records: list[dict]) -> list[dict]:
     """Grouped by method (best method first), each group ranked by validation F1."""
+    records = scored(records)
+    if not records:
+        raise UserError("No trial finished an epoch, so there is nothing to rank. "
+                        + " ".join(f"Trial {r.get('trial_id')} failed: {r.get('error')}" for r in failed(records)))
     best = {}
     for r in records:
         best[r["method"]] = max(best.get(r["method"], -1.0), r["val"]["f1"])
@@ -152,7 +165,11 @@ def format_table(records: list[dict]) -> str:
         lines.append(
             f"| {row['rank']} | {row['trial']} | {row['method']} | {row['settings']} | {epochs_text(row)} | "
             f"{100 * row['val_f1']:.2f} | {ci_text(row)} | {row['wall_seconds'] / 60:.1f} |")
-    return "\n".join(lines)
+    return "\n".join(lines + failure_lines(records))
+
+
+def failure_lines(records: list[dict]) -> list[str]:
+    return [f"\nTrial {r.get('trial_id')} ({r['method']}) failed: {r.get('error')}" for r in failed(records)]
 
 
 def epochs_text(row: dict) -> str:
@@ -195,7 +212,8 @@ def write_leaderboard(run_dir: str | Path) -> Path:
     note = ("Ranked by validation F1 within method groups; test F1 with a 95 % bootstrap interval "
             f"({BOOTSTRAP_SAMPLES} resamples); 'p vs top': exact McNemar test of each method's best "
             "against the top row on the same test reviews. Split hash: " + records[0]["split_hash"])
-    (out / "leaderboard.md").write_text(f"# Leaderboard\n\n{note}\n\n{table}\n")
+    failures = "\n".join(failure_lines(records))
+    (out / "leaderboard.md").write_text(f"# Leaderboard\n\n{note}\n\n{table}\n{failures}\n")
     pd.DataFrame(rows).to_csv(out / "leaderboard.csv", index=False)
     (out / "leaderboard.json").write_text(json.dumps(rows, indent=1))
     from results.plots import write_plots

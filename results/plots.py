@@ -14,6 +14,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 
 def write_plots(records: list[dict], rows: list[dict], out: Path) -> list[tuple[str, str]]:
+    records = [r for r in records if "val" in r]
     by_path = {r["record_path"]: r for r in records}
     best = {}
     for row in rows:  # rows are ranked, so the first of each method is its best

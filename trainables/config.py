@@ -24,7 +24,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "max_length": (8, 8192),
     "warmup_ratio": (0.0, 0.5),
     "weight_decay": (0.0, 1.0),
-    "gpu_memory_gb": (0.5, 1024.0),
+    "gpu_memory_gb": (0.01, 1024.0),
+    "grad_accumulation": (1, 256),
     "cpus_per_worker": (1, 512),
 }
 
@@ -45,6 +46,7 @@ class QLoRAConfig:
     learning_rate: float = 2e-4
     epochs: int = 3
     batch_size: int = 32
+    grad_accumulation: int = 1  # micro-batches per optimizer step (the OOM retry doubles it)
     max_length: int = 512
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01

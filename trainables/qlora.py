@@ -16,6 +16,7 @@ import resource
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +35,8 @@ from trainables.config import QLoRAConfig
 from trainables.metrics import classification_metrics
 from trainables.model import (build_classifier, load_tokenizer, load_trainable_state_dict,
                               parameter_counts, state_dict_bytes, trainable_state_dict)
-from trainables.record import RECORD_NAME, library_versions, write_record
+from trainables.memory import MemoryBudgetError, check_budget
+from trainables.record import RECORD_NAME, library_versions, read_record, write_record
 from trainables.tokens import collate, length_grouped_batches, read_tokens, sorted_batches
 
 WEIGHTS_FILE = "trainable.safetensors"
@@ -43,24 +45,56 @@ SEARCHED = ("method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", 
             "epochs", "batch_size", "max_length")
 
 
+class TrialFailed(RuntimeError):
+    """A trial that could not run even after its retry; the message says why."""
+
+
 def run_trial(config: dict) -> None:
-    """Tune function: validate the config, then run one Ray Train job for it."""
+    """Tune function: validate the config, then run one Ray Train job for it.
+
+    A trial over its memory budget (estimated before it starts) or out of CUDA memory while it
+    trains is tried once more at half the batch size with twice the gradient accumulation (the
+    same effective batch). If that fails too, TrialFailed says why; Tune marks the trial errored
+    and goes on, and the search writes the reason into the trial's record.
+    """
     trial = QLoRAConfig.from_dict(config)
     context = tune.get_context()
+    record_path = Path(context.get_trial_dir()) / RECORD_NAME
+    attempts = [trial]
+    if trial.batch_size > 1:
+        attempts.append(replace(trial, batch_size=trial.batch_size // 2, grad_accumulation=trial.grad_accumulation * 2))
+    notes = []
+    for attempt, settings in enumerate(attempts):
+        try:
+            check_budget(settings)
+            run_train(settings, record_path, context.get_trial_id(), attempt)
+            return
+        except Exception as error:
+            message = str(error)
+            if not (isinstance(error, MemoryBudgetError) or "OutOfMemoryError" in message
+                    or "out of memory" in message):
+                raise
+            notes.append(f"batch size {settings.batch_size}: {first_line(error)}")
+            if attempt + 1 < len(attempts):
+                notes.append(f"retried at batch size {attempts[attempt + 1].batch_size} with "
+                             f"{attempts[attempt + 1].grad_accumulation} accumulation steps")
+    raise TrialFailed("; ".join(notes))
+
+
+def run_train(trial: QLoRAConfig, record_path: Path, trial_id: str, attempt: int) -> None:
+    name = trial_id if attempt == 0 else f"{trial_id}-retry{attempt}"
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={
-            "trial": trial.to_dict(),
-            "record_path": str(Path(context.get_trial_dir()) / RECORD_NAME),
-            "trial_id": context.get_trial_id(),
-        },
+        train_loop_config={"trial": trial.to_dict(), "record_path": str(record_path), "trial_id": trial_id,
+                           "train_run": name},
         scaling_config=ScalingConfig(
             num_workers=1,
             use_gpu=trial.use_gpu,
             resources_per_worker={"CPU": trial.cpus_per_worker, **({"GPU": 1} if trial.use_gpu else {})},
         ),
         run_config=ray.train.RunConfig(
-            name=context.get_trial_id(),
+            # The same name on a resumed search: Ray Train restores this run's latest checkpoint.
+            name=name,
             storage_path=str(Path(trial.data_dir).parent / "train"),
             callbacks=[TuneReportCallback()],
             checkpoint_config=CheckpointConfig(num_to_keep=1),
@@ -68,6 +102,27 @@ def run_trial(config: dict) -> None:
         ),
     )
     trainer.fit()
+
+
+def first_line(error: BaseException) -> str:
+    """The root cause's message: Ray wraps worker errors in several layers of traceback."""
+    text = str(error)
+    for marker in ("TrialFailed: ", "MemoryBudgetError: ", "OutOfMemoryError: "):
+        if marker in text:
+            return text.split(marker, 1)[1].splitlines()[0]
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def mark_failed(record_path: Path, trial: QLoRAConfig, trial_id: str, reason: str) -> None:
+    """Keep whatever the trial measured before it failed, and say why it failed. The search calls
+    this for the trials Tune reports errored (a trial that Tune stopped is not one)."""
+    record = read_record(record_path) if record_path.exists() else {
+        "method": trial.method, "preset": trial.preset, "model": trial.model, "trial_id": trial_id,
+        "params": {k: getattr(trial, k) for k in SEARCHED}, "config": trial.to_dict(),
+        "split_hash": trial.split_hash, "seed": trial.seed}
+    record.update(status="failed", error=reason)
+    write_record(record_path, record)
 
 
 def train_worker(loop_config: dict) -> None:
@@ -78,6 +133,7 @@ def train_worker(loop_config: dict) -> None:
             QLoRAConfig.from_dict(loop_config["trial"]),
             record_path=loop_config["record_path"],
             trial_id=loop_config["trial_id"],
+            train_run=loop_config["train_run"],
             device=ray.train.torch.get_device(),
             resume_from=resume_from,
             report=report_to_ray,
@@ -89,7 +145,8 @@ def report_to_ray(metrics: dict, checkpoint_folder: str) -> None:
 
 
 def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torch.device,
-              resume_from: str | None = None, report: Callable[[dict, str], None] | None = None) -> dict:
+              resume_from: str | None = None, report: Callable[[dict, str], None] | None = None,
+              train_run: str | None = None) -> dict:
     """The whole fine-tuning loop of one trial, callable without Ray (benchmarks, GPU checks).
 
     After every epoch: evaluate, rewrite the record, save a checkpoint folder and `report` it.
@@ -113,21 +170,24 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
         weight_decay=config.weight_decay,
         fused=device.type == "cuda",
     )
-    steps_per_epoch = -(-len(data["train"][0]) // config.batch_size)
+    steps_per_epoch = -(-len(data["train"][0]) // (config.batch_size * config.grad_accumulation))
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * steps_per_epoch * config.epochs),
         steps_per_epoch * config.epochs,
     )
     history: list[dict] = []
+    starts: list[int] = []  # the epoch each (re)start of this trial began at
     start_epoch = 0
     if resume_from:
-        history, start_epoch = restore(resume_from, model, optimizer, scheduler)
+        history, start_epoch, starts = restore(resume_from, model, optimizer, scheduler)
+    starts = [*starts, start_epoch]
 
     rng = np.random.default_rng(config.seed)
     for _ in range(start_epoch):  # the same batch order as an uninterrupted run
         length_grouped_batches([len(x) for x in data["train"][0]], config.batch_size, rng)
     for epoch in range(start_epoch, config.epochs):
-        stats = train_epoch(model, optimizer, scheduler, data["train"], config.batch_size, pad_id, device, rng)
+        stats = train_epoch(model, optimizer, scheduler, data["train"], config.batch_size, pad_id, device, rng,
+                            accumulation=config.grad_accumulation)
         started = time.perf_counter()
         val_labels, val_prob = predict(model, data["val"][0], data["val"][1], config.batch_size, pad_id, device)
         test_labels, test_prob = predict(model, data["test"][0], data["test"][1], config.batch_size, pad_id, device)
@@ -143,6 +203,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
             "params": {k: getattr(config, k) for k in SEARCHED},
             "config": config.to_dict(),
             "epochs_run": epoch + 1,
+            "started_at_epochs": starts,
             "val": val,
             "test": classification_metrics(test_labels, test_prob),
             "test_labels": test_labels.tolist(),
@@ -156,7 +217,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
             "trainable_params": trainable,
             "total_params": total_params,
             "adapter_bytes": state_dict_bytes(weights),
-            "train_run_dir": str(Path(config.data_dir).parent / "train" / trial_id),
+            "train_run_dir": str(Path(config.data_dir).parent / "train" / (train_run or trial_id)),
             "versions": library_versions(),
             "split_hash": config.split_hash,
             "seed": config.seed,
@@ -165,7 +226,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
         with tempfile.TemporaryDirectory() as folder:
             save_file(weights, os.path.join(folder, WEIGHTS_FILE))
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "epoch": epoch + 1, "history": history, "rng": rng_state()},
+                        "epoch": epoch + 1, "history": history, "starts": starts, "rng": rng_state()},
                        os.path.join(folder, STATE_FILE))
             if report:
                 report({"epoch": epoch + 1, "val_f1": val["f1"], "train_loss": stats["train_loss"]}, folder)
@@ -173,7 +234,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
 
 
 def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, rng,
-                pad_to: int | None = None, group_by_length: bool = True) -> dict:
+                pad_to: int | None = None, group_by_length: bool = True, accumulation: int = 1) -> dict:
     """One pass over `split`. pad_to/group_by_length=False reproduce fixed-length padding in random
     batches (the study's setup) for the throughput benchmark; trials use the defaults."""
     ids, labels = split
@@ -186,17 +247,18 @@ def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, 
     real_tokens = padded_tokens = 0
     loss_sum = 0.0
     started = time.perf_counter()
-    for batch in batches:
+    for step, batch in enumerate(batches, 1):
         inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id, pad_to).items()}
         real_tokens += int(inputs["attention_mask"].sum())
         padded_tokens += inputs["attention_mask"].numel()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(**inputs).logits
         loss = torch.nn.functional.cross_entropy(logits.float(), torch.as_tensor(labels[batch], device=device))
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        (loss / accumulation).backward()
+        if step % accumulation == 0 or step == len(batches):
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
         loss_sum += loss.detach().item() * len(batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -227,13 +289,13 @@ def predict(model, ids, labels, batch_size, pad_id, device, progress=False) -> t
     return np.asarray(labels), prob
 
 
-def restore(folder, model, optimizer, scheduler) -> tuple[list[dict], int]:
+def restore(folder, model, optimizer, scheduler) -> tuple[list[dict], int, list[int]]:
     load_trainable_state_dict(model, load_file(os.path.join(folder, WEIGHTS_FILE)))
     state = torch.load(os.path.join(folder, STATE_FILE), weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
-    return state["history"], state["epoch"]
+    return state["history"], state["epoch"], state["starts"]
 
 
 def seed_everything(seed: int) -> None:

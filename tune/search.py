@@ -37,9 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tune.search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", help="minilm, stella or flan-t5")
-    parser.add_argument("--data", required=True,
+    parser.add_argument("--data",
                         help="dataset file: .csv, .csv.gz, .tsv, .parquet or .jsonl with a text and a "
-                             "label column (CG/OR, fake/real or 0/1)")
+                             "label column (CG/OR, fake/real or 0/1); needed to start a search, not "
+                             "to resume or extend one")
     parser.add_argument("--text-col", help="text column (default: first of text_, text, review)")
     parser.add_argument("--label-col", help="label column (default: label)")
     parser.add_argument("--profile", choices=["smoke", "cpu", "full"],
@@ -48,7 +49,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                         "(e.g. a downloaded Stella snapshot, to run offline)")
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
                         help=f"parent folder of run folders (default: {DEFAULT_STORAGE}/)")
-    parser.add_argument("--name", help="run folder name (default: PRESET-PROFILE-TIMESTAMP)")
+    parser.add_argument("--name", help="run folder name (default: PRESET-PROFILE-TIMESTAMP). An "
+                                       "unfinished search of this name is resumed")
+    parser.add_argument("--resume", action="store_true",
+                        help="resume the unfinished search --name (fails if there is none); unfinished "
+                             "trials continue from their last epoch checkpoint")
+    parser.add_argument("--retry-errored", action="store_true",
+                        help="when resuming, run errored trials again from their last checkpoint")
+    parser.add_argument("--extend", type=int, metavar="K",
+                        help="add K trials to the finished search --name; the searcher starts from "
+                             "every finished trial")
     parser.add_argument("--num-samples", type=int, help="trials to run (default: the profile's)")
     parser.add_argument("--max-concurrent", type=int,
                         help="trials at once (default: GPUs, or CPUs / --cpus-per-trial)")
@@ -76,17 +86,89 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_search(args: argparse.Namespace) -> Path:
-    # Everything a user can get wrong is checked here, before Ray starts.
-    from search_spaces import load_preset
-    from trainables.model import load_tokenizer
-    from tune.prepare import prepare_data
-    from tune.profiles import get_profile
-    from tune.baseline_tasks import baseline_configs, launch_baselines
-    from tune.space import check_space
+    """Start, resume or extend the search in STORAGE/NAME, then print and write the leaderboard."""
+    import ray
 
-    import torch
+    from search_spaces import load_preset
+    from tune.baseline_tasks import baseline_configs, launch_baselines
+    from tune.run_state import read_state, write_state
 
     preset = load_preset(args.preset)
+    if args.extend is not None and args.extend < 1:
+        raise UserError("--extend takes the number of trials to add, 1 or more.")
+    if (args.resume or args.extend) and not args.name:
+        raise UserError("Name the search to resume or extend with --name.")
+    storage = Path(args.storage).resolve()
+    state = read_state(storage / args.name) if args.name else None
+
+    if state is None:
+        if args.resume or args.extend:
+            raise UserError(f"No search in {storage / args.name} to resume or extend. "
+                            "Start one with --data, or check --storage and --name.")
+        state = prepare_new_search(args, preset, storage)
+        run_dir = Path(state["run_dir"])
+        write_state(run_dir, state)
+    else:
+        run_dir = storage / args.name
+        if state["preset"] != args.preset:
+            raise UserError(f"{run_dir} holds a '{state['preset']}' search, not '{args.preset}'.")
+        if state["finished"] and not args.extend:
+            raise UserError(f"{run_dir} holds a finished search. Add trials with --extend K, "
+                            "or start a new one with another --name.")
+        if not state["finished"] and args.extend:
+            raise UserError(f"The search in {run_dir} is unfinished: resume it first (same command "
+                            "without --extend), then extend it.")
+
+    base = state["base"]
+    start_ray()
+    baselines = baseline_configs(state["baselines"], args.preset, preset, base)
+    pending = launch_baselines(baselines, preset, base, state["pad_id"], run_dir, base["use_gpu"])
+    if baselines:
+        print(f"Baselines: {len(pending)} of {len(baselines)} grid points run beside the search "
+              f"({', '.join(sorted({c.method for _, c in baselines}))}).")
+
+    if not state["finished"] and (run_dir / state["experiment"] / "tuner.pkl").exists():
+        print(f"Resuming the unfinished search in {run_dir / state['experiment']}: finished trials "
+              "stay, unfinished ones continue from their last epoch checkpoint.")
+        record_failures(restore_tuner(run_dir / state["experiment"], args.retry_errored).fit())
+    elif args.extend:
+        state["experiment"] = f"extend-{state['extensions'] + 1}"
+        state["extensions"] += 1
+        state["finished"] = False
+        write_state(run_dir, state)
+        print(f"Extending {run_dir} by {args.extend} trials ({state['experiment']}/), the searcher "
+              "warm-started from every finished trial.")
+        record_failures(new_tuner(preset.SPACE, base, args.extend, state["max_concurrent"], state["seed"],
+                                  run_dir, state["experiment"],
+                                  warm_start=finished_trials(run_dir, preset.SPACE)).fit())
+    else:
+        record_failures(new_tuner(preset.SPACE, base, state["num_samples"], state["max_concurrent"],
+                                  state["seed"], run_dir.parent, run_dir.name).fit())
+    for done in ray.get(pending):
+        print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
+    state["finished"] = True
+    write_state(run_dir, state)
+
+    from results.leaderboard import format_table, load_records, write_leaderboard
+
+    print("\nTrials ranked by validation F1 within each method (test F1 is reported, never used to choose):")
+    print(format_table(load_records(run_dir)))
+    print(f"Leaderboard with plots: {write_leaderboard(run_dir)}/index.html")
+    return run_dir
+
+
+def prepare_new_search(args: argparse.Namespace, preset, storage: Path) -> dict:
+    """Check everything a user can get wrong, then prepare the data. Returns the run's state."""
+    import torch
+
+    from trainables.model import load_tokenizer
+    from tune.baseline_tasks import baseline_configs
+    from tune.prepare import prepare_data
+    from tune.profiles import get_profile
+    from tune.space import check_space
+
+    if not args.data:
+        raise UserError("Pass the dataset with --data PATH (CSV, CSV.GZ, TSV, Parquet or JSONL).")
     has_gpu = torch.cuda.is_available()
     profile = get_profile(args.profile or ("full" if has_gpu else "cpu"))
     model = args.model or preset.MODEL
@@ -102,10 +184,7 @@ def run_search(args: argparse.Namespace) -> Path:
     }
     check_space(preset.SPACE, base)
     name = args.name or f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage = Path(args.storage).resolve()
     run_dir = storage / name
-    if (run_dir / "tuner.pkl").exists():
-        raise UserError(f"Run folder {run_dir} already holds a search. Choose another --name.")
 
     print(f"Preset {args.preset}: model {model}; {profile.describe()}.")
     tokenizer = load_tokenizer(model, preset.TRUST_REMOTE_CODE)
@@ -114,25 +193,22 @@ def run_search(args: argparse.Namespace) -> Path:
           f"max length {data.max_length} tokens truncates {data.truncated} reviews.")
     base.update(data_dir=data.data_dir, tokens_file=data.tokens_file, split_hash=data.split_hash,
                 max_length=data.max_length)
-    baselines = baseline_configs(args.baselines, args.preset, preset, base)
-
-    import ray
-
-    start_ray()
-    pending = launch_baselines(baselines, preset, base, tokenizer.pad_token_id or 0, run_dir, has_gpu)
-    if baselines:
-        print(f"Baselines: {len(pending)} of {len(baselines)} grid points run beside the search "
-              f"({', '.join(sorted({c.method for _, c in baselines}))}).")
-    run_tuner(preset.SPACE, base, profile, args, storage, name, has_gpu)
-    for done in ray.get(pending):
-        print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
-
-    from results.leaderboard import format_table, load_records, write_leaderboard
-
-    print("\nTrials ranked by validation F1 within each method (test F1 is reported, never used to choose):")
-    print(format_table(load_records(run_dir)))
-    print(f"Leaderboard with plots: {write_leaderboard(run_dir)}/index.html")
-    return run_dir
+    baseline_configs(args.baselines, args.preset, preset, base)  # refuse bad grids before starting
+    return {
+        "run_dir": str(run_dir),
+        "preset": args.preset,
+        "profile": profile.name,
+        "data": str(Path(args.data).resolve()),
+        "base": base,
+        "pad_id": tokenizer.pad_token_id or 0,
+        "baselines": args.baselines,
+        "num_samples": args.num_samples or profile.num_samples,
+        "max_concurrent": args.max_concurrent,
+        "seed": args.seed,
+        "experiment": "",  # the Tune experiment folder inside the run folder ("" = the run folder)
+        "extensions": 0,
+        "finished": False,
+    }
 
 
 def start_ray() -> None:
@@ -147,38 +223,81 @@ def start_ray() -> None:
                  resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS})
 
 
-def run_tuner(space: dict, base: dict, profile, args, storage: Path, name: str, has_gpu: bool) -> None:
+def trainable():
+    from ray import tune
+
+    from trainables.qlora import run_trial
+
+    # The trial function only drives its Ray Train worker, which holds the CPU or GPU; it takes a
+    # slot of a custom resource instead of a CPU, so drivers never starve workers.
+    return tune.with_resources(run_trial, {"cpu": 0, TRIAL_DRIVER: 1})
+
+
+def new_tuner(space: dict, base: dict, num_samples: int, max_concurrent: int | None, seed: int,
+              storage: Path, name: str, warm_start: tuple[list, list] | None = None):
     import optuna
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from trainables.qlora import run_trial
     from tune.space import boundary_values
 
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    max_concurrent = args.max_concurrent or (gpus if has_gpu else max(1, cpus // args.cpus_per_trial))
-    max_epochs = max(boundary_values(space.get("epochs", base.get("epochs", 3))))
-    tuner = tune.Tuner(
-        # The trial function only drives its Ray Train worker, which holds the CPU or GPU; it
-        # takes a slot of a custom resource instead of a CPU, so drivers never starve workers.
-        tune.with_resources(run_trial, {"cpu": 0, TRIAL_DRIVER: 1}),
+    if max_concurrent is None:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        max_concurrent = gpus if base["use_gpu"] else max(1, cpus // base["cpus_per_worker"])
+    points, rewards = warm_start or (None, None)
+    return tune.Tuner(
+        trainable(),
         param_space={**base, **space},
         tune_config=tune.TuneConfig(
             metric="val_f1",
             mode="max",
-            search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=args.seed)),
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
+            search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed),
+                                    points_to_evaluate=points, evaluated_rewards=rewards),
+            # Rungs count epochs as the trial reports them, so a trial resumed from its epoch-2
+            # checkpoint is judged at epoch 3, not at its first report after the restart.
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=max(boundary_values(space.get("epochs", 3))),
                                     grace_period=1, reduction_factor=2),
-            num_samples=args.num_samples or profile.num_samples,
+            num_samples=num_samples,
             max_concurrent_trials=max_concurrent,
         ),
         run_config=tune.RunConfig(name=name, storage_path=str(storage),
                                   failure_config=tune.FailureConfig(max_failures=1)),
     )
-    tuner.fit()
+
+
+def restore_tuner(path: Path, retry_errored: bool):
+    from ray import tune
+
+    return tune.Tuner.restore(str(path), trainable=trainable(), resume_unfinished=True,
+                              restart_errored=retry_errored)
+
+
+def record_failures(results) -> None:
+    """Write each errored trial's reason into its record (Tune's view: a stopped trial is no error)."""
+    from trainables.config import QLoRAConfig
+    from trainables.qlora import first_line, mark_failed
+    from trainables.record import RECORD_NAME
+
+    for result in results:
+        if result.error is not None:
+            trial = QLoRAConfig.from_dict(result.config)
+            trial_id = Path(result.path).name.split("_")[2]  # Tune names it run_trial_<id>_<n>_...
+            mark_failed(Path(result.path) / RECORD_NAME, trial, trial_id, first_line(result.error))
+
+
+def finished_trials(run_dir: Path, space: dict) -> tuple[list, list]:
+    """(searched settings, validation F1) of every fine-tuning trial with a record so far."""
+    from results.leaderboard import load_records
+
+    points, rewards = [], []
+    for record in load_records(run_dir):
+        if record["method"] in ("qlora", "lora", "full") and "val" in record:
+            points.append({key: record["config"][key] for key in space})
+            rewards.append(record["val"]["f1"])
+    return points, rewards
 
 
 if __name__ == "__main__":

@@ -1,0 +1,118 @@
+"""Interrupted searches resume, finished ones extend, failing trials leave a reason: real
+processes, real signals, a real local Ray instance."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from trainables.record import find_records
+
+pytestmark = pytest.mark.integration
+
+
+def search_command(reviews_path, model, storage, name, *extra):
+    return [sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path), "--profile", "smoke",
+            "--model", model, "--storage", str(storage), "--name", name, "--baselines", "none",
+            "--max-concurrent", "1", *extra]
+
+
+def fine_tune_records(run_dir):
+    return [json.loads(p.read_text()) for p in find_records(run_dir)]
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_driver_resumes_unfinished_trial_from_its_epoch(reviews_path, tmp_path):
+    # The packaged MiniLM: its smoke epochs take seconds, a window the kill can land in.
+    command = search_command(reviews_path, "minilm", tmp_path, "resume", "--num-samples", "2")
+    log = open(tmp_path / "first-run.log", "w")
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        # The first trial to checkpoint an epoch while it has more to go.
+        interrupted = wait_for(
+            lambda: next((r for r in fine_tune_records(tmp_path / "resume")
+                          if r["epochs_run"] < r["params"]["epochs"]), None),
+            timeout=300, what="a first epoch checkpoint")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+        process.wait()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming the unfinished search" in result.stdout
+    records = fine_tune_records(tmp_path / "resume")
+    assert len(records) == 2 and len({r["trial_id"] for r in records}) == 2
+    resumed = next(r for r in records if r["trial_id"] == interrupted["trial_id"])
+    # It started again after the epochs it had checkpointed, not from scratch (ASHA may then stop it).
+    assert resumed["started_at_epochs"][0] == 0
+    assert resumed["started_at_epochs"][-1] >= interrupted["epochs_run"]
+    assert resumed["epochs_run"] > interrupted["epochs_run"] or resumed["epochs_run"] == resumed["params"]["epochs"]
+    assert [h["epoch"] for h in resumed["history"]] == list(range(1, resumed["epochs_run"] + 1))
+
+
+def test_extend_adds_exactly_k_trials_and_finished_search_is_not_rerun(reviews_path, tiny_bert, tmp_path):
+    first = subprocess.run(search_command(reviews_path, tiny_bert, tmp_path, "ext", "--num-samples", "2"),
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run(search_command(reviews_path, tiny_bert, tmp_path, "ext"),
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "holds a finished search. Add trials with --extend K" in again.stderr
+    extended = subprocess.run(
+        [sys.executable, "-m", "tune.search", "minilm", "--storage", str(tmp_path), "--name", "ext",
+         "--extend", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert extended.returncode == 0, extended.stderr[-3000:]
+    records = fine_tune_records(tmp_path / "ext")
+    assert len(records) == 4 and len({r["trial_id"] for r in records}) == 4
+    assert len(list((tmp_path / "ext" / "extend-1").glob("*/record.json"))) == 2
+
+
+def test_a_trial_over_its_memory_budget_fails_with_a_reason_and_the_search_goes_on(reviews_path, tiny_bert, tmp_path):
+    result = subprocess.run(
+        search_command(reviews_path, tiny_bert, tmp_path, "budget", "--num-samples", "2",
+                       "--gpu-memory-gb", "0.01", "--baselines", "fast"),
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = fine_tune_records(tmp_path / "budget")
+    failed = [r for r in records if r.get("status") == "failed"]
+    assert len(failed) == 2
+    for record in failed:
+        assert "over its 0.01 GiB budget" in record["error"]
+        assert "retried at batch size" in record["error"]  # the half-batch retry ran first
+    assert {r["method"] for r in records} >= {"tfidf-logreg", "embed-logreg"}  # baselines still ran
+    assert "failed" in result.stdout
+
+
+def test_killed_worker_is_retried_from_its_checkpoint_and_finishes(reviews_path, tmp_path):
+    command = search_command(reviews_path, "minilm", tmp_path, "worker", "--num-samples", "1")
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        wait_for(lambda: any(r["epochs_run"] < r["params"]["epochs"] for r in fine_tune_records(tmp_path / "worker")),
+                 timeout=300, what="a first epoch checkpoint")
+        workers = subprocess.run(["pgrep", "-f", "RayTrainWorker"], capture_output=True, text=True).stdout.split()
+        assert workers, "no Ray Train worker process found"
+        for pid in workers:
+            os.kill(int(pid), signal.SIGKILL)
+        output, _ = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, output[-3000:]
+    (record,) = fine_tune_records(tmp_path / "worker")
+    assert record.get("status") != "failed"
+    assert record["epochs_run"] == record["params"]["epochs"]
+    assert len(record["started_at_epochs"]) == 2 and record["started_at_epochs"][1] >= 1

@@ -1,0 +1,87 @@
+"""Estimate a trial's accelerator memory before it starts, from the model's shape alone.
+
+The model is built on PyTorch's meta device (no weights are read), so the estimate costs about a
+second. The activation term follows Korthikanti et al. (2022), per layer s*b*h*(34 + 5*a*s/h)
+bytes for 16-bit activations, taken at the run's max length, the worst batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainables.config import QLoRAConfig
+from trainables.errors import ConfigError
+
+OVERHEAD_GB = 0.5  # CUDA context, cuBLAS workspace, allocator fragmentation
+
+
+class MemoryBudgetError(ConfigError):
+    """The trial's estimated memory exceeds --gpu-memory-gb."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_gb: float
+    optimizer_gb: float
+    activations_gb: float
+
+    @property
+    def total_gb(self) -> float:
+        return self.weights_gb + self.optimizer_gb + self.activations_gb + OVERHEAD_GB
+
+
+def model_shape(config: QLoRAConfig) -> dict:
+    """Parameter counts (linear weights apart) and layer sizes, without loading any weights."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from trainables.model import resolve_model_path
+
+    model_config = AutoConfig.from_pretrained(resolve_model_path(config.model), num_labels=2,
+                                              trust_remote_code=config.trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(model_config,
+                                                               trust_remote_code=config.trust_remote_code)
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    total = sum(p.numel() for p in model.parameters())
+    targets = config.target_module_names
+    adapted = [m for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith("." + t) for t in targets)]
+    lora = sum(config.lora_r * (m.in_features + m.out_features) for m in adapted)
+    hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "d_model")
+    layers = getattr(model_config, "num_hidden_layers", None) or getattr(model_config, "num_layers")
+    heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "num_heads")
+    if getattr(model_config, "is_encoder_decoder", False):
+        layers += getattr(model_config, "num_decoder_layers", layers)
+    return {"total": total, "linear": linear, "lora": lora, "hidden": hidden, "layers": layers, "heads": heads}
+
+
+def estimate_memory(config: QLoRAConfig, shape: dict | None = None) -> MemoryEstimate:
+    shape = shape or model_shape(config)
+    gb = 2**30
+    if config.quantize == "nf4":  # 4-bit linear weights (+ ~3 % for double-quantized scales)
+        weights = shape["linear"] * 0.5 * 1.03 + (shape["total"] - shape["linear"]) * 4
+    else:
+        weights = shape["total"] * 4
+    trainable = shape["total"] if config.method == "full" else shape["lora"]
+    optimizer = trainable * 12  # fp32 gradient + two AdamW moments
+    s, b, h, a = config.max_length, config.batch_size, shape["hidden"], shape["heads"]
+    per_layer = s * b * h * (34 + 5 * a * s / h)
+    if config.gradient_checkpointing:  # keep each layer's input, recompute one layer at a time
+        activations = shape["layers"] * s * b * h * 2 + per_layer
+    else:
+        activations = shape["layers"] * per_layer
+    return MemoryEstimate(weights / gb, optimizer / gb, activations / gb)
+
+
+def check_budget(config: QLoRAConfig) -> MemoryEstimate:
+    """Raise MemoryBudgetError, saying what to change, when the trial cannot fit its budget."""
+    estimate = estimate_memory(config)
+    if estimate.total_gb > config.gpu_memory_gb:
+        raise MemoryBudgetError(
+            f"Trial needs about {estimate.total_gb:.2f} GiB (weights {estimate.weights_gb:.2f}, optimizer "
+            f"{estimate.optimizer_gb:.2f}, activations {estimate.activations_gb:.2f} at batch "
+            f"{config.batch_size} x {config.max_length} tokens), over its {config.gpu_memory_gb:g} GiB budget. "
+            "Lower the batch size, use method qlora, turn on gradient checkpointing, or raise --gpu-memory-gb.")
+    return estimate
