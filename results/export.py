@@ -81,7 +81,12 @@ def export_fine_tune(record: dict, out: Path, merge: bool) -> dict:
     from safetensors.torch import load_file
 
     from trainables.config import QLoRAConfig
-    from trainables.model import build_classifier, load_tokenizer, load_trainable_state_dict, resolve_model_path
+    from trainables.model import (
+        build_classifier,
+        load_tokenizer,
+        load_trainable_state_dict,
+        resolve_model_path,
+    )
     from trainables.qlora import WEIGHTS_FILE
 
     config = QLoRAConfig.from_dict(record["config"])

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
-                             precision_score, recall_score, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 
 def classification_metrics(labels, prob_real, threshold: float = 0.5) -> dict:

@@ -32,12 +32,23 @@ from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
 from trainables.config import QLoRAConfig
-from trainables.metrics import classification_metrics
-from trainables.model import (build_classifier, load_tokenizer, load_trainable_state_dict,
-                              parameter_counts, state_dict_bytes, trainable_state_dict)
 from trainables.memory import MemoryBudgetError, check_budget
+from trainables.metrics import classification_metrics
+from trainables.model import (
+    build_classifier,
+    load_tokenizer,
+    load_trainable_state_dict,
+    parameter_counts,
+    state_dict_bytes,
+    trainable_state_dict,
+)
 from trainables.record import RECORD_NAME, library_versions, read_record, write_record
-from trainables.tokens import collate, length_grouped_batches, read_tokens, sorted_batches
+from trainables.tokens import (
+    collate,
+    length_grouped_batches,
+    read_tokens,
+    sorted_batches,
+)
 
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "training_state.pt"

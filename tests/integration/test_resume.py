@@ -3,6 +3,7 @@ processes, real signals, a real local Ray instance."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,20 +65,22 @@ def test_killed_driver_resumes_unfinished_trial_from_its_epoch(reviews_path, tmp
     assert [h["epoch"] for h in resumed["history"]] == list(range(1, resumed["epochs_run"] + 1))
 
 
-def test_extend_adds_exactly_k_trials_and_finished_search_is_not_rerun(reviews_path, tiny_bert, tmp_path):
-    first = subprocess.run(search_command(reviews_path, tiny_bert, tmp_path, "ext", "--num-samples", "2"),
-                           cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    again = subprocess.run(search_command(reviews_path, tiny_bert, tmp_path, "ext"),
+def test_extend_adds_exactly_k_trials_and_finished_search_is_not_rerun(smoke_run, tmp_path):
+    # A copy of the finished smoke search (its data folder stays where the search wrote it).
+    run_dir = tmp_path / "ext"
+    shutil.copytree(smoke_run[0], run_dir)
+    before = [r for r in fine_tune_records(run_dir) if r["method"] in ("qlora", "lora", "full")]
+    again = subprocess.run([sys.executable, "-m", "tune.search", "minilm", "--storage", str(tmp_path), "--name", "ext"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "holds a finished search. Add trials with --extend K" in again.stderr
     extended = subprocess.run(
         [sys.executable, "-m", "tune.search", "minilm", "--storage", str(tmp_path), "--name", "ext",
          "--extend", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert extended.returncode == 0, extended.stderr[-3000:]
-    records = fine_tune_records(tmp_path / "ext")
-    assert len(records) == 4 and len({r["trial_id"] for r in records}) == 4
-    assert len(list((tmp_path / "ext" / "extend-1").glob("*/record.json"))) == 2
+    after = [r for r in fine_tune_records(run_dir) if r["method"] in ("qlora", "lora", "full")]
+    assert len(after) == len(before) + 2 and len({r["trial_id"] for r in after}) == len(after)
+    assert len(list((run_dir / "extend-1").glob("*/record.json"))) == 2
+    assert "warm-started from every finished trial" in extended.stdout
 
 
 def test_a_trial_over_its_memory_budget_fails_with_a_reason_and_the_search_goes_on(reviews_path, tiny_bert, tmp_path):

@@ -1,6 +1,7 @@
 """A real smoke search on a real local Ray instance, run as a user runs it: the CLI in a process."""
 
 import json
+
 import pytest
 
 from search_spaces.baselines import GRIDS

@@ -3,7 +3,13 @@ import gzip
 import pandas as pd
 import pytest
 
-from trainables.data import load_reviews, map_labels, split_hash, split_reviews, subsample
+from trainables.data import (
+    load_reviews,
+    map_labels,
+    split_hash,
+    split_reviews,
+    subsample,
+)
 from trainables.errors import DataError
 
 

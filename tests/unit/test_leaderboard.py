@@ -5,7 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from results.leaderboard import bootstrap_f1_interval, load_records, main, mcnemar_p, rank, write_leaderboard
+from results.leaderboard import (
+    bootstrap_f1_interval,
+    load_records,
+    main,
+    mcnemar_p,
+    rank,
+    write_leaderboard,
+)
 from trainables.errors import UserError
 from trainables.metrics import classification_metrics
 
