@@ -96,3 +96,17 @@ def smoke_run(tmp_path_factory, reviews_path, tiny_bert):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return storage / "smoke", result.stdout, result.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory, minilm_tokenizer) -> str:
+    """A 2-layer, 32-wide T5 (encoder-decoder) with MiniLM's tokenizer: the flan-t5 preset's shape."""
+    from transformers import T5Config, T5Model
+
+    folder = tmp_path_factory.mktemp("tiny_t5")
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=minilm_tokenizer.vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                      num_heads=4, feed_forward_proj="gated-gelu", pad_token_id=0, decoder_start_token_id=0)
+    T5Model(config).save_pretrained(folder)
+    minilm_tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -62,3 +62,26 @@ def test_stella_stand_in_trains_through_remote_code(smoke_data, tiny_stella, tmp
     record = fine_tune(config, str(tmp_path / "record.json"), "s", torch.device("cpu"))
     assert record["preset"] == "stella" and record["epochs_run"] == 1
     assert 0.0 <= record["test"]["f1"] <= 1.0
+
+
+def test_flan_t5_preset_trains_an_encoder_decoder_head(smoke_data, tiny_t5, tmp_path):
+    from peft.tuners.lora import LoraLayer
+
+    from trainables.model import build_classifier
+
+    config = config_for(smoke_data, tiny_t5, preset="flan-t5", method="qlora", target_modules="qkvo_mlp", epochs=1)
+    model = build_classifier(config, torch.device("cpu"))
+    adapted = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    assert adapted == {"q", "k", "v", "o", "wi_0", "wi_1", "wo"}
+    assert type(model.base_model.model).__name__ == "T5ForSequenceClassification"
+    record = fine_tune(config, str(tmp_path / "record.json"), "t5", torch.device("cpu"))
+    assert record["preset"] == "flan-t5" and len(record["test_prob_real"]) == smoke_data.rows["test"]
+
+
+def test_encoder_mean_embeddings_of_an_encoder_decoder(smoke_data, tiny_t5):
+    from trainables.embeddings import cached_embeddings, read_embeddings
+
+    path, computed = cached_embeddings(smoke_data.data_dir, smoke_data.tokens_file, tiny_t5, smoke_data.split_hash,
+                                       smoke_data.max_length, "encoder-mean", pad_id=0)
+    arrays = read_embeddings(path)
+    assert computed and arrays["train"][0].shape == (smoke_data.rows["train"], 32)
