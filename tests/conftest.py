@@ -100,13 +100,16 @@ def smoke_run(tmp_path_factory, reviews_path, tiny_bert):
 
 @pytest.fixture(scope="session")
 def tiny_t5(tmp_path_factory, minilm_tokenizer) -> str:
-    """A 2-layer, 32-wide T5 (encoder-decoder) with MiniLM's tokenizer: the flan-t5 preset's shape."""
+    """A 2-layer, 32-wide T5 (encoder-decoder) with MiniLM's tokenizer: the flan-t5 preset's shape.
+    Its end-of-sequence token is the tokenizer's [SEP], which ends every sequence as </s> does for
+    T5's own tokenizer (T5ForSequenceClassification reads the head from that position)."""
     from transformers import T5Config, T5Model
 
     folder = tmp_path_factory.mktemp("tiny_t5")
     torch.manual_seed(0)
     config = T5Config(vocab_size=minilm_tokenizer.vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=2,
-                      num_heads=4, feed_forward_proj="gated-gelu", pad_token_id=0, decoder_start_token_id=0)
+                      num_heads=4, feed_forward_proj="gated-gelu", pad_token_id=0, decoder_start_token_id=0,
+                      eos_token_id=minilm_tokenizer.sep_token_id)
     T5Model(config).save_pretrained(folder)
     minilm_tokenizer.save_pretrained(folder)
     return str(folder)

@@ -14,6 +14,9 @@ Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsam
 Each trial asks Ray for one GPU when the cluster has one (its CUDA memory capped at
 --gpu-memory-gb), else --cpus-per-trial CPUs. Results go to STORAGE/NAME/: one record.json per
 trial, the prepared data, Ray's experiment state. The run ends with trials ranked by validation F1.
+
+Interrupted? Run the same command again with the same --name: the search resumes, and unfinished
+trials continue from their last epoch checkpoint. --extend K adds K trials to a finished search.
 """
 
 from __future__ import annotations
