@@ -56,14 +56,14 @@ def failed(records: list[dict]) -> list[dict]:
 
 def rank(records: list[dict]) -> list[dict]:
     """Grouped by method (best method first), each group ranked by validation F1."""
-    records = scored(records)
-    if not records:
+    ranked = scored(records)
+    if not ranked:
         raise UserError("No trial finished an epoch, so there is nothing to rank. "
                         + " ".join(f"Trial {r.get('trial_id')} failed: {r.get('error')}" for r in failed(records)))
     best = {}
-    for r in records:
+    for r in ranked:
         best[r["method"]] = max(best.get(r["method"], -1.0), r["val"]["f1"])
-    return sorted(records, key=lambda r: (-best[r["method"]], r["method"], -r["val"]["f1"]))
+    return sorted(ranked, key=lambda r: (-best[r["method"]], r["method"], -r["val"]["f1"]))
 
 
 def f1_from_counts(tp, fp, fn):

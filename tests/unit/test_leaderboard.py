@@ -93,3 +93,13 @@ def test_outputs_are_written_with_plots(run):
 def test_empty_folder_is_explained(tmp_path):
     with pytest.raises(UserError, match="No trial records"):
         load_records(tmp_path)
+
+
+def test_a_run_where_every_trial_failed_says_why(tmp_path):
+    folder = tmp_path / "t1"
+    folder.mkdir()
+    (folder / "record.json").write_text(json.dumps({
+        "trial_id": "t1", "method": "qlora", "split_hash": "abc", "status": "failed",
+        "error": "batch size 32: Trial needs about 1.85 GiB"}))
+    with pytest.raises(UserError, match="nothing to rank. Trial t1 failed: batch size 32: Trial needs about 1.85 GiB"):
+        rank(load_records(tmp_path))
