@@ -18,11 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from results.export import BUNDLE_FILE
 from trainables.data import TEXT_COLUMNS, find_column, read_table
 from trainables.errors import DataError, UserError
-
-BUNDLE_FILE = "bundle.json"
-BATCH_SIZE = 64
 
 
 def read_texts(path: str | Path, text_col: str | None = None) -> list[str]:
