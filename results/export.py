@@ -87,7 +87,7 @@ def export_fine_tune(record: dict, out: Path, merge: bool) -> dict:
         load_trainable_state_dict,
         resolve_model_path,
     )
-    from trainables.qlora import WEIGHTS_FILE
+    from trainables.training import WEIGHTS_FILE
 
     config = QLoRAConfig.from_dict(record["config"])
     checkpoint = latest_checkpoint(record["train_run_dir"])

@@ -83,7 +83,7 @@ def predict_texts(folder: str | Path, texts: list[str], progress: bool = True) -
 
     from trainables.config import QLoRAConfig
     from trainables.model import load_base
-    from trainables.qlora import predict
+    from trainables.training import predict
 
     config = QLoRAConfig.from_dict(bundle["config"])
     if bundle["kind"] == "full":

@@ -7,7 +7,7 @@ Each preset module defines:
     HEAD               the classification head's module names (kept out of quantization, trained)
     POOLING            how the frozen backbone is pooled into one embedding (baselines)
     TARGET_MODULES     named target-module presets: name -> module-name suffixes for LoRA
-    SPACE              Ray Tune distributions; every key is a field of trainables.config.QLoRAConfig
+    SPACE              distributions (search_spaces.distributions); every key is a QLoRAConfig field
     DEFAULTS           fixed trial settings for this preset (batch size, ...)
 """
 

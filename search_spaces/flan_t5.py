@@ -1,7 +1,7 @@
 """FLAN-T5-large (google/flan-t5-large, 780M parameters) with a sequence-classification head
 (transformers' T5ForSequenceClassification: encoder-decoder, head on the final decoder state)."""
 
-from ray import tune
+from search_spaces.distributions import choice, loguniform, uniform
 
 MODEL = "google/flan-t5-large"
 ARCH = "encoder-decoder"
@@ -16,14 +16,14 @@ TARGET_MODULES = {
 }
 
 SPACE = {
-    "method": tune.choice(["qlora", "lora"]),
-    "lora_r": tune.choice([8, 16, 32]),
-    "lora_alpha": tune.choice([16, 32, 64]),
-    "lora_dropout": tune.uniform(0.0, 0.1),
-    "target_modules": tune.choice(list(TARGET_MODULES)),
+    "method": choice(["qlora", "lora"]),
+    "lora_r": choice([8, 16, 32]),
+    "lora_alpha": choice([16, 32, 64]),
+    "lora_dropout": uniform(0.0, 0.1),
+    "target_modules": choice(list(TARGET_MODULES)),
     # T5 tolerates larger adapter steps than BERT-style encoders.
-    "learning_rate": tune.loguniform(1e-4, 2e-3),
-    "epochs": tune.choice([1, 2, 3]),
+    "learning_rate": loguniform(1e-4, 2e-3),
+    "epochs": choice([1, 2, 3]),
 }
 
 DEFAULTS = {"batch_size": 8}

@@ -2,7 +2,7 @@
 the model repository's own code, so this preset alone sets TRUST_REMOTE_CODE: loading it runs
 Python from that repository. Pass --model with a reviewed local snapshot to pin what runs."""
 
-from ray import tune
+from search_spaces.distributions import choice, loguniform, uniform
 
 MODEL = "NovaSearch/stella_en_400M_v5"
 ARCH = "encoder"
@@ -18,15 +18,15 @@ TARGET_MODULES = {
 
 SPACE = {
     # 400M parameters: full fine-tuning does not fit an 8 GiB card with AdamW, so adapters only.
-    "method": tune.choice(["qlora", "lora"]),
+    "method": choice(["qlora", "lora"]),
     # The study's r16/alpha32 is in the middle of both ranges.
-    "lora_r": tune.choice([8, 16, 32]),
-    "lora_alpha": tune.choice([16, 32, 64]),
-    "lora_dropout": tune.uniform(0.0, 0.1),
-    "target_modules": tune.choice(list(TARGET_MODULES)),
+    "lora_r": choice([8, 16, 32]),
+    "lora_alpha": choice([16, 32, 64]),
+    "lora_dropout": uniform(0.0, 0.1),
+    "target_modules": choice(list(TARGET_MODULES)),
     # Adapters on a 24-layer encoder: below 5e-5 barely moves in 3 epochs, above 1e-3 diverges.
-    "learning_rate": tune.loguniform(5e-5, 1e-3),
-    "epochs": tune.choice([1, 2, 3]),
+    "learning_rate": loguniform(5e-5, 1e-3),
+    "epochs": choice([1, 2, 3]),
 }
 
 DEFAULTS = {"batch_size": 16}

@@ -25,6 +25,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "warmup_ratio": (0.0, 0.5),
     "weight_decay": (0.0, 1.0),
     "gpu_memory_gb": (0.01, 1024.0),
+    "gpu_fraction": (0.01, 1.0),
     "grad_accumulation": (1, 256),
     "cpus_per_worker": (1, 512),
 }
@@ -54,7 +55,8 @@ class QLoRAConfig:
     seed: int = 42
     # Resources
     use_gpu: bool = False
-    gpu_memory_gb: float = 8.0
+    gpu_memory_gb: float = 8.0  # CUDA memory cap of the trial's process
+    gpu_fraction: float = 1.0  # of one GPU, as Ray schedules it: 1/K packs K trials on a card
     cpus_per_worker: int = 1
     # Where the run's prepared data lives (set by tune.search)
     data_dir: str = ""

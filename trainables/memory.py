@@ -7,7 +7,7 @@ bytes for 16-bit activations, taken at the run's max length, the worst batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -75,13 +75,29 @@ def estimate_memory(config: QLoRAConfig, shape: dict | None = None) -> MemoryEst
     return MemoryEstimate(weights / gb, optimizer / gb, activations / gb)
 
 
-def check_budget(config: QLoRAConfig) -> MemoryEstimate:
-    """Raise MemoryBudgetError, saying what to change, when the trial cannot fit its budget."""
-    estimate = estimate_memory(config)
-    if estimate.total_gb > config.gpu_memory_gb:
-        raise MemoryBudgetError(
-            f"Trial needs about {estimate.total_gb:.2f} GiB (weights {estimate.weights_gb:.2f}, optimizer "
-            f"{estimate.optimizer_gb:.2f}, activations {estimate.activations_gb:.2f} at batch "
-            f"{config.batch_size} x {config.max_length} tokens), over its {config.gpu_memory_gb:g} GiB budget. "
-            "Lower the batch size, use method qlora, turn on gradient checkpointing, or raise --gpu-memory-gb.")
-    return estimate
+def fit_budget(config: QLoRAConfig) -> tuple[QLoRAConfig, MemoryEstimate]:
+    """The trial's settings that fit --gpu-memory-gb by the estimate, or MemoryBudgetError.
+
+    The optimizer step keeps its batch (batch_size x grad_accumulation); what changes is how it is
+    computed. In order of cost: the whole batch at once; micro-batches (half the batch, twice the
+    accumulation, down to 1); gradient checkpointing, only when even one review does not fit without
+    it. On a GPU the trial then probes the real largest micro-batch (trainables/batch_probe.py).
+    """
+    shape = model_shape(config)
+    first = estimate_memory(config, shape)
+    for checkpointing in sorted({config.gradient_checkpointing, True}):  # False first, unless forced on
+        settings = replace(config, gradient_checkpointing=checkpointing)
+        while True:
+            estimate = estimate_memory(settings, shape)
+            if estimate.total_gb <= config.gpu_memory_gb:
+                return settings, estimate
+            if settings.batch_size == 1:
+                break
+            settings = replace(settings, batch_size=settings.batch_size // 2,
+                               grad_accumulation=settings.grad_accumulation * 2)
+    raise MemoryBudgetError(
+        f"Trial needs about {first.total_gb:.2f} GiB (weights {first.weights_gb:.2f}, optimizer "
+        f"{first.optimizer_gb:.2f}, activations {first.activations_gb:.2f} at batch "
+        f"{config.batch_size} x {config.max_length} tokens), over its {config.gpu_memory_gb:g} GiB budget "
+        "even one review at a time with gradient checkpointing. "
+        "Use method qlora, a smaller model or max length, or raise --gpu-memory-gb.")

@@ -102,8 +102,15 @@ def load_base(config: QLoRAConfig, device: torch.device, path: str | None = None
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=config.gradient_checkpointing)
     elif config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_gradient_checkpointing(model)
     return model.to(device)
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each layer's activations in the backward pass instead of keeping them. Works on a
+    built model (with or without LoRA), so a trial can turn it on after probing its memory."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
 
 
 def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:

@@ -1,5 +1,5 @@
 """Launch the baselines as Ray tasks beside the QLoRA search (CPU only; the embedding step takes
-the GPU when there is one). Each grid point writes RUN_DIR/baselines/<id>/record.json; a point
+a trial's share of a GPU when there is one). Each grid point writes RUN_DIR/baselines/<id>/record.json; a point
 whose record exists (a resumed run) is not run again."""
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def launch_baselines(configs: list[tuple[str, BaselineConfig]], preset, base: di
                if not (run_dir / "baselines" / trial_id / RECORD_NAME).exists()]
     embeddings = None
     if any(config.method.startswith("embed-") for _, config in pending):
-        embeddings = embeddings_task.options(**({"num_gpus": 1} if use_gpu else {"num_cpus": 1})).remote(
+        # The frozen forward pass takes a trial's share of a GPU; the classifiers stay on CPU.
+        gpu = {"num_gpus": base.get("gpu_fraction", 1.0)}
+        embeddings = embeddings_task.options(**(gpu if use_gpu else {"num_cpus": 1})).remote(
             base["data_dir"], base["tokens_file"], base["model"], base["split_hash"], base["max_length"],
             preset.POOLING, pad_id, preset.TRUST_REMOTE_CODE)
     return [

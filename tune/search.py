@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="override the preset's model: a hub id or a local folder "
                                         "(e.g. a downloaded Stella snapshot, to run offline)")
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
-                        help=f"parent folder of run folders (default: {DEFAULT_STORAGE}/)")
+                        help=f"parent folder of run folders (default: {DEFAULT_STORAGE}/); on a "
+                             "multi-node cluster, a folder every node mounts at the same path (NFS)")
     parser.add_argument("--name", help="run folder name (default: PRESET-PROFILE-TIMESTAMP). An "
                                        "unfinished search of this name is resumed")
     parser.add_argument("--resume", action="store_true",
@@ -68,7 +69,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cpus-per-trial", type=int, default=1,
                         help="CPU threads of each trial's worker (default: 1)")
     parser.add_argument("--gpu-memory-gb", type=float, default=8.0,
-                        help="CUDA memory cap of each trial (default: 8)")
+                        help="CUDA memory cap of each trial, so a trial on a big card behaves as on an "
+                             "8 GiB one (default: 8)")
+    parser.add_argument("--trials-per-gpu", type=int, default=1, metavar="K",
+                        help="pack K trials on each GPU (each asks Ray for 1/K of a GPU); keep K x "
+                             "--gpu-memory-gb within the card's memory (default: 1)")
+    parser.add_argument("--address",
+                        help="connect to a running Ray cluster ('auto' on its head node, or "
+                             "ray://HEAD:10001) instead of starting a local Ray; the cluster's nodes "
+                             "must share --storage (see README: Run on a cluster)")
     parser.add_argument("--baselines", choices=["none", "fast", "all"], default="all",
                         help="baselines run beside the search as CPU Ray tasks, outside the Optuna "
                              "budget: fast = TF-IDF and embedding logistic regression; all adds "
@@ -101,6 +110,12 @@ def run_search(args: argparse.Namespace) -> Path:
         raise UserError("--extend takes the number of trials to add, 1 or more.")
     if (args.resume or args.extend) and not args.name:
         raise UserError("Name the search to resume or extend with --name.")
+    if args.trials_per_gpu < 1:
+        raise UserError("--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more.")
+    if "://" in args.storage:
+        raise UserError(f"--storage {args.storage}: object storage is not supported for the run folder, "
+                        "which trials read and write as files. Mount the bucket on every node (gcsfuse, "
+                        "mountpoint-s3) or use an NFS share, and pass its path.")
     storage = Path(args.storage).resolve()
     state = read_state(storage / args.name) if args.name else None
 
@@ -113,6 +128,9 @@ def run_search(args: argparse.Namespace) -> Path:
         write_state(run_dir, state)
     else:
         run_dir = storage / args.name
+        # The folder may have moved (copied to another machine, a cluster's shared storage): new
+        # trials read the data, and write their records, where the run folder is now.
+        state["run_dir"], state["base"]["data_dir"] = str(run_dir), str(run_dir / "data")
         if state["preset"] != args.preset:
             raise UserError(f"{run_dir} holds a '{state['preset']}' search, not '{args.preset}'.")
         if state["finished"] and not args.extend:
@@ -123,7 +141,8 @@ def run_search(args: argparse.Namespace) -> Path:
                             "without --extend), then extend it.")
 
     base = state["base"]
-    start_ray()
+    start_ray(args.address)
+    check_shared_storage(storage)
     baselines = baseline_configs(state["baselines"], args.preset, preset, base)
     pending = launch_baselines(baselines, preset, base, state["pad_id"], run_dir, base["use_gpu"])
     if baselines:
@@ -172,7 +191,12 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: Path) -> dict:
 
     if not args.data:
         raise UserError("Pass the dataset with --data PATH (CSV, CSV.GZ, TSV, Parquet or JSONL).")
-    has_gpu = torch.cuda.is_available()
+    if args.address:  # the cluster's GPUs, not this machine's
+        start_ray(args.address)
+        check_shared_storage(storage)
+        has_gpu = ray_gpus() > 0
+    else:
+        has_gpu = torch.cuda.is_available()
     profile = get_profile(args.profile or ("full" if has_gpu else "cpu"))
     model = args.model or preset.MODEL
     base = {
@@ -182,6 +206,7 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: Path) -> dict:
         "seed": args.seed,
         "use_gpu": has_gpu,
         "gpu_memory_gb": args.gpu_memory_gb,
+        "gpu_fraction": 1 / args.trials_per_gpu,
         "cpus_per_worker": args.cpus_per_trial,
         **preset.DEFAULTS,
     }
@@ -214,16 +239,63 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: Path) -> dict:
     }
 
 
-def start_ray() -> None:
+def start_ray(address: str | None = None) -> None:
+    """Start a local Ray instance, or connect to the cluster at `address`."""
     import ray
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    if not ray.is_initialized():
-        # The dashboard serves Ray's state API; without it Ray Train cannot see that an
-        # ASHA-stopped trial's controller died, never frees that trial's worker resources,
-        # and the next trial's worker group times out waiting for them.
-        ray.init(include_dashboard=True, configure_logging=False,
-                 resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS})
+    if ray.is_initialized():
+        return
+    if address:
+        try:
+            ray.init(address=address, configure_logging=False)
+        except ConnectionError as error:
+            raise UserError(f"Could not connect to a Ray cluster at {address}: {error}. Start one with "
+                            "`ray up cluster.yaml` (or `ray start --head` on this machine).") from error
+        if ray.cluster_resources().get(TRIAL_DRIVER, 0) < 1:
+            raise UserError(
+                f"The Ray cluster at {address} has no '{TRIAL_DRIVER}' resource for trial drivers. Start its "
+                f"head with: ray start --head --resources='{{\"{TRIAL_DRIVER}\": {TRIAL_DRIVER_SLOTS}}}' "
+                "(cluster.yaml does).")
+        return
+    # The dashboard serves Ray's state API; without it Ray Train cannot see that an ASHA-stopped
+    # trial's controller died, never frees that trial's worker resources, and the next trial's
+    # worker group times out waiting for them.
+    ray.init(include_dashboard=True, configure_logging=False, resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS})
+
+
+def ray_gpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def check_shared_storage(storage: Path) -> None:
+    """On a multi-node cluster every node must see the run folder: Ray no longer syncs trial files
+    to the head node. A marker file written here is looked for from every other node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) < 2:
+        return
+    storage.mkdir(parents=True, exist_ok=True)
+    marker = storage / f".shared-check-{os.getpid()}"
+    marker.write_text("written by the search driver")
+    try:
+        seen = ray.get([
+            ray.remote(os.path.exists).options(
+                num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(str(marker))
+            for node in nodes])
+    finally:
+        marker.unlink()
+    blind = [node["NodeManagerAddress"] for node, ok in zip(nodes, seen) if not ok]
+    if blind:
+        raise UserError(
+            f"--storage {storage} is not visible from node(s) {', '.join(blind)}: this cluster has "
+            f"{len(nodes)} nodes, and every trial writes its records and checkpoints there. Mount one "
+            "shared folder (NFS) at the same path on every node and pass it with --storage.")
 
 
 def trainable():
@@ -244,16 +316,16 @@ def new_tuner(space: dict, base: dict, num_samples: int, max_concurrent: int | N
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from tune.space import boundary_values
+    from tune.space import boundary_values, to_tune
 
     if max_concurrent is None:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        per_gpu = round(1 / base.get("gpu_fraction", 1.0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        max_concurrent = gpus if base["use_gpu"] else max(1, cpus // base["cpus_per_worker"])
+        max_concurrent = ray_gpus() * per_gpu if base["use_gpu"] else max(1, cpus // base["cpus_per_worker"])
     points, rewards = warm_start or (None, None)
     return tune.Tuner(
         trainable(),
-        param_space={**base, **space},
+        param_space={**base, **to_tune(space)},
         tune_config=tune.TuneConfig(
             metric="val_f1",
             mode="max",
@@ -281,14 +353,13 @@ def restore_tuner(path: Path, retry_errored: bool):
 def record_failures(results) -> None:
     """Write each errored trial's reason into its record (Tune's view: a stopped trial is no error)."""
     from trainables.config import QLoRAConfig
-    from trainables.qlora import first_line, mark_failed
-    from trainables.record import RECORD_NAME
+    from trainables.qlora import first_line, mark_failed, trial_record_path
 
     for result in results:
         if result.error is not None:
             trial = QLoRAConfig.from_dict(result.config)
             trial_id = Path(result.path).name.split("_")[2]  # Tune names it run_trial_<id>_<n>_...
-            mark_failed(Path(result.path) / RECORD_NAME, trial, trial_id, first_line(result.error))
+            mark_failed(trial_record_path(trial, trial_id), trial, trial_id, first_line(result.error))
 
 
 def finished_trials(run_dir: Path, space: dict) -> tuple[list, list]:

@@ -1,27 +1,38 @@
-"""Check a preset's search space against the trial config before any trial starts."""
+"""The preset's search space: checked against the trial config before any trial starts, and
+turned into Ray Tune distributions for the Tuner."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 from typing import Any
 
-from ray.tune.search.sample import Categorical, Domain, Float, Integer
-
+from search_spaces.distributions import Choice, LogUniform, Uniform
 from trainables.config import QLoRAConfig
 from trainables.errors import ConfigError
 
 
 def boundary_values(domain: Any) -> list:
-    """The values a domain can produce at its edges (every value, for a categorical)."""
-    if isinstance(domain, Categorical):
-        return list(domain.categories)
-    if isinstance(domain, Integer):
-        return [domain.lower, domain.upper - 1]  # Tune's integer upper bound is exclusive
-    if isinstance(domain, Float):
-        return [domain.lower, domain.upper]
-    if isinstance(domain, Domain):
-        raise ConfigError(f"Unsupported search domain {type(domain).__name__}.")
+    """The values a domain can produce at its edges (every value, for a choice)."""
+    if isinstance(domain, Choice):
+        return list(domain.values)
+    if isinstance(domain, (Uniform, LogUniform)):
+        return [domain.low, domain.high]
     return [domain]
+
+
+def to_tune(space: dict[str, Any]) -> dict[str, Any]:
+    from ray import tune
+
+    def convert(domain):
+        if isinstance(domain, Choice):
+            return tune.choice(list(domain.values))
+        if isinstance(domain, Uniform):
+            return tune.uniform(domain.low, domain.high)
+        if isinstance(domain, LogUniform):
+            return tune.loguniform(domain.low, domain.high)
+        return domain
+
+    return {key: convert(domain) for key, domain in space.items()}
 
 
 def check_space(space: dict[str, Any], base: dict[str, Any]) -> None:

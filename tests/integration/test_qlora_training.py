@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trainables.config import QLoRAConfig
-from trainables.qlora import fine_tune
+from trainables.training import fine_tune
 
 pytestmark = pytest.mark.integration
 

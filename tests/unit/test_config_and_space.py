@@ -1,9 +1,9 @@
 from dataclasses import fields
 
 import pytest
-from ray import tune
 
 from search_spaces import PRESETS, load_preset
+from search_spaces.distributions import choice, uniform
 from trainables.config import QLoRAConfig
 from trainables.errors import ConfigError
 from tune.space import check_space
@@ -41,7 +41,7 @@ def test_quantization_is_a_switch_on_the_method():
 
 
 def test_space_out_of_range_is_refused_before_trials():
-    space = {"lora_r": tune.choice([8, 512]), "lora_dropout": tune.uniform(0.0, 0.9)}
+    space = {"lora_r": choice([8, 512]), "lora_dropout": uniform(0.0, 0.9)}
     with pytest.raises(ConfigError) as error:
         check_space(space, {"preset": "minilm"})
     assert str(error.value) == (
@@ -52,7 +52,7 @@ def test_space_out_of_range_is_refused_before_trials():
 
 def test_space_key_that_is_not_a_setting_is_refused():
     with pytest.raises(ConfigError, match="Search space keys that are not trial settings: rank."):
-        check_space({"rank": tune.choice([8])}, {"preset": "minilm"})
+        check_space({"rank": choice([8])}, {"preset": "minilm"})
 
 
 def test_unknown_preset():

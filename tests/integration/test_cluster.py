@@ -1,0 +1,127 @@
+"""A real multi-node Ray cluster on one machine (ray.cluster_utils.Cluster): a CPU head node that
+holds the trial drivers, and worker nodes that advertise one GPU each (Ray does not check the
+hardware; the trials fall back to the CPU). The search connects with --address."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from ray.cluster_utils import Cluster
+
+from tests.conftest import ROOT
+from trainables.record import find_records
+from tune.search import TRIAL_DRIVER
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster():
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {TRIAL_DRIVER: 8}, "include_dashboard": True})
+    yield cluster
+    cluster.shutdown()
+
+
+def add_gpu_nodes(cluster, count, cpus=1):
+    nodes = [cluster.add_node(num_cpus=cpus, num_gpus=1) for _ in range(count)]
+    cluster.wait_for_nodes()
+    return nodes
+
+
+def search(reviews_path, model, storage, address, *extra):
+    return [sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path), "--profile", "smoke",
+            "--model", model, "--storage", str(storage), "--name", "cluster", "--baselines", "none",
+            "--address", address, *extra]
+
+
+def fine_tune_records(run_dir):
+    return [r for r in (json.loads(p.read_text()) for p in find_records(run_dir)) if "history" in r]
+
+
+def epochs_by_node(records):
+    """node id -> [(start, end) of every epoch trained there]"""
+    spans = {}
+    for record in records:
+        for epoch in record["history"]:
+            spans.setdefault(epoch["placement"]["node_id"], []).append(
+                (epoch["started_at"], epoch["started_at"] + epoch["train_seconds"]))
+    return spans
+
+
+def most_at_once(spans):
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_a_cluster_without_trial_driver_slots_is_refused_with_the_fix(reviews_path, tmp_path):
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        result = subprocess.run(search(reviews_path, "minilm", tmp_path, cluster.address), cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        cluster.shutdown()
+    assert result.returncode == 2
+    assert f"""has no '{TRIAL_DRIVER}' resource for trial drivers. Start its head with: ray start --head \
+--resources='{{"{TRIAL_DRIVER}": 64}}'""" in result.stderr
+
+
+# The packaged MiniLM: its smoke epochs take seconds, long enough for concurrent trials to overlap.
+
+def test_trials_run_on_gpu_nodes_one_per_gpu(cluster, reviews_path, tmp_path):
+    gpu_nodes = {node.node_id for node in add_gpu_nodes(cluster, 2)}
+    result = subprocess.run(search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "4"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = fine_tune_records(tmp_path / "cluster")
+    assert len(records) == 4 and all(r.get("status") != "failed" for r in records)
+    spans = epochs_by_node(records)
+    assert set(spans) <= gpu_nodes  # never on the head, which has no GPU
+    assert all(most_at_once(node_spans) == 1 for node_spans in spans.values())
+    assert all(r["config"]["gpu_fraction"] == 1.0 for r in records)
+
+
+def test_trials_per_gpu_packs_k_trials_on_one_card(cluster, reviews_path, tmp_path):
+    [node] = add_gpu_nodes(cluster, 1, cpus=2)  # a CPU for each packed trial's worker
+    result = subprocess.run(search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "4",
+                                   "--trials-per-gpu", "2"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = fine_tune_records(tmp_path / "cluster")
+    spans = epochs_by_node(records)
+    assert set(spans) == {node.node_id}
+    assert most_at_once(spans[node.node_id]) == 2  # two trials training at once on its one GPU
+    assert all(r["config"]["gpu_fraction"] == 0.5 for r in records)
+    assert {e["placement"]["gpu_ids"] == ["0"] for r in records for e in r["history"]} == {True}
+
+
+def test_killing_a_worker_node_mid_search_retries_its_trial_elsewhere(cluster, reviews_path, tmp_path):
+    nodes = add_gpu_nodes(cluster, 2)
+    # The packaged MiniLM: its smoke epochs take seconds, a window the kill can land in.
+    command = search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "2", "--max-concurrent", "1")
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (running := [r for r in fine_tune_records(tmp_path / "cluster")
+                               if r["epochs_run"] < r["params"]["epochs"]]):
+            assert process.poll() is None and time.time() < deadline, "no trial stopped mid-way to be killed"
+            time.sleep(0.2)
+        trial, victim = running[0]["trial_id"], running[0]["history"][-1]["placement"]["node_id"]
+        cluster.remove_node(next(n for n in nodes if n.node_id == victim), allow_graceful=False)
+        killed_at = time.time()
+        output, _ = process.communicate(timeout=900)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output[-4000:]
+    records = {r["trial_id"]: r for r in fine_tune_records(tmp_path / "cluster")}
+    assert len(records) == 2 and all(r.get("status") != "failed" for r in records.values())
+    killed = records[trial]
+    assert killed["epochs_run"] == killed["params"]["epochs"]  # it finished, on the node left
+    after = [e for e in killed["history"] if e["started_at"] > killed_at]
+    assert after and all(e["placement"]["node_id"] != victim for e in after)

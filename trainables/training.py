@@ -1,0 +1,241 @@
+"""The whole fine-tuning loop of one trial, with no Ray in it: Ray Train runs it in a worker
+(trainables/qlora.py), and benchmarks and GPU checks call `fine_tune` directly.
+
+Every epoch it trains, evaluates on validation and test, rewrites the trial's record.json, and
+hands a checkpoint folder (trainable weights, optimizer, scheduler, epoch, RNG) to `report`.
+Validation metrics are for choosing; test metrics are written for the report, never for choice,
+and every epoch's record is complete, so a trial that ASHA stops still has its row.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import get_linear_schedule_with_warmup
+
+from trainables.batch_probe import fit_card
+from trainables.config import QLoRAConfig
+from trainables.metrics import classification_metrics
+from trainables.model import (
+    build_classifier,
+    load_tokenizer,
+    load_trainable_state_dict,
+    parameter_counts,
+    state_dict_bytes,
+    trainable_state_dict,
+)
+from trainables.record import library_versions, write_record
+from trainables.tokens import (
+    collate,
+    length_grouped_batches,
+    read_tokens,
+    sorted_batches,
+)
+
+WEIGHTS_FILE = "trainable.safetensors"
+STATE_FILE = "training_state.pt"
+SEARCHED = ("method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
+            "epochs", "batch_size", "max_length")
+
+
+def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torch.device,
+              resume_from: str | None = None, report: Callable[[dict, str], None] | None = None,
+              train_run: str | None = None, placement: dict | None = None) -> dict:
+    """The whole fine-tuning loop of one trial, callable without Ray (benchmarks, GPU checks).
+
+    After every epoch: evaluate, rewrite the record, save a checkpoint folder and `report` it.
+    `placement` (where the epoch ran: Ray's node and GPU ids) goes into each epoch's history.
+    Returns the final record.
+    """
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, config.gpu_memory_gb * 2**30 / total),
+                                                  device.index if device.index is not None else torch.cuda.current_device())
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        torch.set_num_threads(config.cpus_per_worker)
+    seed_everything(config.seed)
+
+    data = read_tokens(Path(config.data_dir) / config.tokens_file)
+    pad_id = load_tokenizer(config.model, config.trust_remote_code).pad_token_id or 0
+    model = build_classifier(config, device)
+    searched = config
+    if device.type == "cuda":  # measure the largest micro-batch the cap allows (cached per run)
+        state = rng_state()
+        config = fit_card(model, config, device)
+        set_rng_state(state)
+        torch.cuda.reset_peak_memory_stats(device)
+    trainable, total_params = parameter_counts(model)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=device.type == "cuda",
+    )
+    steps_per_epoch = -(-len(data["train"][0]) // (config.batch_size * config.grad_accumulation))
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * steps_per_epoch * config.epochs),
+        steps_per_epoch * config.epochs,
+    )
+    history: list[dict] = []
+    starts: list[int] = []  # the epoch each (re)start of this trial began at
+    start_epoch = 0
+    if resume_from:
+        history, start_epoch, starts = restore(resume_from, model, optimizer, scheduler)
+    starts = [*starts, start_epoch]
+
+    rng = np.random.default_rng(config.seed)
+    for _ in range(start_epoch):  # the same batch order as an uninterrupted run
+        length_grouped_batches([len(x) for x in data["train"][0]], config.batch_size, rng)
+    for epoch in range(start_epoch, config.epochs):
+        stats = train_epoch(model, optimizer, scheduler, data["train"], config.batch_size, pad_id, device, rng,
+                            accumulation=config.grad_accumulation)
+        started = time.perf_counter()
+        val_labels, val_prob = predict(model, data["val"][0], data["val"][1], config.batch_size, pad_id, device)
+        test_labels, test_prob = predict(model, data["test"][0], data["test"][1], config.batch_size, pad_id, device)
+        stats["eval_seconds"] = time.perf_counter() - started
+        val = classification_metrics(val_labels, val_prob)
+        history.append({"epoch": epoch + 1, "val": val, **stats, **({"placement": placement} if placement else {})})
+        weights = trainable_state_dict(model)
+        record = {
+            "method": config.method,
+            "preset": config.preset,
+            "model": config.model,
+            "trial_id": trial_id,
+            "params": {k: getattr(searched, k) for k in SEARCHED},
+            "config": config.to_dict(),  # as trained: micro-batch, accumulation, checkpointing
+            "epochs_run": epoch + 1,
+            "started_at_epochs": starts,
+            "val": val,
+            "test": classification_metrics(test_labels, test_prob),
+            "test_labels": test_labels.tolist(),
+            "test_prob_real": [round(float(p), 6) for p in test_prob],
+            "history": history,
+            "train_seconds": sum(h["train_seconds"] for h in history),
+            "eval_seconds": sum(h["eval_seconds"] for h in history),
+            "samples_per_second": stats["samples_per_second"],
+            "peak_memory_mb": peak_memory_mb(device),
+            "device": device_name(device),
+            "trainable_params": trainable,
+            "total_params": total_params,
+            "adapter_bytes": state_dict_bytes(weights),
+            "train_run_dir": str(Path(config.data_dir).parent / "train" / (train_run or trial_id)),
+            "versions": library_versions(),
+            "split_hash": config.split_hash,
+            "seed": config.seed,
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            save_file(weights, os.path.join(folder, WEIGHTS_FILE))
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "epoch": epoch + 1, "history": history, "starts": starts, "rng": rng_state()},
+                       os.path.join(folder, STATE_FILE))
+            if report:
+                report({"epoch": epoch + 1, "val_f1": val["f1"], "train_loss": stats["train_loss"]}, folder)
+        # After the checkpoint is stored: a record never claims an epoch that a crash would lose.
+        write_record(record_path, record)
+    return record
+
+
+def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, rng,
+                pad_to: int | None = None, group_by_length: bool = True, accumulation: int = 1) -> dict:
+    """One pass over `split`. pad_to/group_by_length=False reproduce fixed-length padding in random
+    batches (the study's setup) for the throughput benchmark; trials use the defaults."""
+    ids, labels = split
+    model.train()
+    if group_by_length:
+        batches = length_grouped_batches([len(x) for x in ids], batch_size, rng)
+    else:
+        order = rng.permutation(len(ids))
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    real_tokens = padded_tokens = 0
+    loss_sum = 0.0
+    started_at = time.time()
+    started = time.perf_counter()
+    for step, batch in enumerate(batches, 1):
+        inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id, pad_to).items()}
+        real_tokens += int(inputs["attention_mask"].sum())
+        padded_tokens += inputs["attention_mask"].numel()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(**inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), torch.as_tensor(labels[batch], device=device))
+        (loss / accumulation).backward()
+        if step % accumulation == 0 or step == len(batches):
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss_sum += loss.detach().item() * len(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    return {
+        "train_loss": loss_sum / len(ids),
+        "started_at": started_at,  # wall clock: lines up trials that share a GPU
+        "train_seconds": seconds,
+        "samples_per_second": len(ids) / seconds,
+        "padding_efficiency": real_tokens / padded_tokens,
+    }
+
+
+@torch.no_grad()
+def predict(model, ids, labels, batch_size, pad_id, device, progress=False) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probability of real) in the split's own row order."""
+    model.eval()
+    prob = np.zeros(len(ids))
+    batches = sorted_batches([len(x) for x in ids], batch_size * 2)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="classifying", unit="batch")
+    for batch in batches:
+        inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(**inputs).logits
+        prob[batch] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
+    return np.asarray(labels), prob
+
+
+def restore(folder, model, optimizer, scheduler) -> tuple[list[dict], int, list[int]]:
+    load_trainable_state_dict(model, load_file(os.path.join(folder, WEIGHTS_FILE)))
+    state = torch.load(os.path.join(folder, STATE_FILE), weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state["history"], state["epoch"], state["starts"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS on Linux
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
