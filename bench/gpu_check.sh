@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU check in one call on a lent GPU machine (see issue notes): the trial path under an
 # 8 GiB cap, packing K trials on one card, and the throughput benchmark (with torch.compile).
-# Expects .devcarry/ with the bitsandbytes wheel, a tokenizer folder and the dataset; writes to $OUT.
+# Expects .devcarry/ (git-ignored via .git/info/exclude) with the bitsandbytes wheel, a tokenizer
+# folder and the dataset; writes to $OUT. To build it on a machine with this project installed:
+#   mkdir -p .devcarry/tokenizer && cp ../shared/data/fake_reviews/fake_reviews_dataset.csv.gz .devcarry/
+#   python -c "from trainables.model import load_tokenizer as t; t('minilm').save_pretrained('.devcarry/tokenizer')"
+#   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux_2_24_x86_64 -d .devcarry bitsandbytes==0.50.2
 set -o pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 OUT=${OUT:-bench/results}
