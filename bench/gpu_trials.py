@@ -68,7 +68,7 @@ def packed(config: QLoRAConfig, k: int, folder: Path) -> dict:
     trials = [read_record(r) for r in records]
     epochs = [h for t in trials for h in t["history"]]
     window = max(h["started_at"] + h["train_seconds"] for h in epochs) - min(h["started_at"] for h in epochs)
-    reviews = sum(len_train(config) for _ in epochs)
+    reviews = len_train(config) * len(epochs)
     return {"trials": k, "train_reviews_total": reviews, "wall_seconds": window,
             "samples_per_second": reviews / window,
             "per_trial_samples_per_second": [t["samples_per_second"] for t in trials],

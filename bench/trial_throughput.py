@@ -38,7 +38,7 @@ from trainables.config import QLoRAConfig  # noqa: E402
 from trainables.data import load_reviews, split_reviews  # noqa: E402
 from trainables.model import build_classifier, load_tokenizer  # noqa: E402
 from trainables.tokens import choose_max_length  # noqa: E402
-from trainables.training import train_epoch  # noqa: E402
+from trainables.training import cap_cuda_memory, train_epoch  # noqa: E402
 from tune.prepare import MODEL_MAX_LENGTH  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "fake_reviews" / "fake_reviews_dataset.csv.gz"
@@ -129,8 +129,7 @@ def main() -> None:
     except ImportError:
         method = "lora"
     if device.type == "cuda":  # what a trial gets: --gpu-memory-gb of the card
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.gpu_memory_gb * 2**30 / total), 0)
+        cap_cuda_memory(device, args.gpu_memory_gb)
     tokenizer = load_tokenizer(args.tokenizer)
     frame, _ = load_reviews(args.data)
     train = split_reviews(frame).query("split == 'train'")

@@ -7,6 +7,7 @@ range, so a bad search space fails before any trial starts (tune.search checks i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from trainables.errors import ConfigError
@@ -95,6 +96,11 @@ class QLoRAConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder: the prepared data's parent, shared by every node of a cluster."""
+        return Path(self.data_dir).parent
 
     @property
     def quantize(self) -> str | None:

@@ -73,7 +73,7 @@ def run_trial(config: dict) -> None:
 def trial_record_path(trial: QLoRAConfig, trial_id: str) -> Path:
     """RUN_DIR/trials/<trial id>/record.json: in the run folder, which every node of a cluster
     shares, whichever node the trial ran on."""
-    return Path(trial.data_dir).parent / "trials" / trial_id / RECORD_NAME
+    return trial.run_dir / "trials" / trial_id / RECORD_NAME
 
 
 def run_train(trial: QLoRAConfig, record_path: Path, trial_id: str, attempt: int) -> None:
@@ -94,7 +94,7 @@ def run_train(trial: QLoRAConfig, record_path: Path, trial_id: str, attempt: int
         run_config=ray.train.RunConfig(
             # The same name on a resumed search: Ray Train restores this run's latest checkpoint.
             name=name,
-            storage_path=str(Path(trial.data_dir).parent / "train"),
+            storage_path=str(trial.run_dir / "train"),
             callbacks=[TuneReportCallback()],
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=1),

@@ -57,9 +57,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
     Returns the final record.
     """
     if device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, config.gpu_memory_gb * 2**30 / total),
-                                                  device.index if device.index is not None else torch.cuda.current_device())
+        cap_cuda_memory(device, config.gpu_memory_gb)
         torch.cuda.reset_peak_memory_stats(device)
     else:
         torch.set_num_threads(config.cpus_per_worker)
@@ -128,7 +126,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
             "trainable_params": trainable,
             "total_params": total_params,
             "adapter_bytes": state_dict_bytes(weights),
-            "train_run_dir": str(Path(config.data_dir).parent / "train" / (train_run or trial_id)),
+            "train_run_dir": str(config.run_dir / "train" / (train_run or trial_id)),
             "versions": library_versions(),
             "split_hash": config.split_hash,
             "seed": config.seed,
@@ -143,6 +141,14 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
         # After the checkpoint is stored: a record never claims an epoch that a crash would lose.
         write_record(record_path, record)
     return record
+
+
+def cap_cuda_memory(device: torch.device, gigabytes: float) -> None:
+    """Let this process allocate at most `gigabytes` of the card, so a trial on a big card behaves
+    as on a small one (an allocation past it raises CUDA's out-of-memory error)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(index).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, gigabytes * 2**30 / total), index)
 
 
 def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, rng,

@@ -117,6 +117,9 @@ def run_search(args: argparse.Namespace) -> Path:
                         "which trials read and write as files. Mount the bucket on every node (gcsfuse, "
                         "mountpoint-s3) or use an NFS share, and pass its path.")
     storage = Path(args.storage).resolve()
+    if args.address:  # connect first: a new search reads the cluster's GPUs
+        start_ray(args.address)
+        check_shared_storage(storage)
     state = read_state(storage / args.name) if args.name else None
 
     if state is None:
@@ -142,7 +145,6 @@ def run_search(args: argparse.Namespace) -> Path:
 
     base = state["base"]
     start_ray(args.address)
-    check_shared_storage(storage)
     baselines = baseline_configs(state["baselines"], args.preset, preset, base)
     pending = launch_baselines(baselines, preset, base, state["pad_id"], run_dir, base["use_gpu"])
     if baselines:
@@ -191,12 +193,7 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: Path) -> dict:
 
     if not args.data:
         raise UserError("Pass the dataset with --data PATH (CSV, CSV.GZ, TSV, Parquet or JSONL).")
-    if args.address:  # the cluster's GPUs, not this machine's
-        start_ray(args.address)
-        check_shared_storage(storage)
-        has_gpu = ray_gpus() > 0
-    else:
-        has_gpu = torch.cuda.is_available()
+    has_gpu = ray_gpus() > 0 if args.address else torch.cuda.is_available()  # the cluster's, if any
     profile = get_profile(args.profile or ("full" if has_gpu else "cpu"))
     model = args.model or preset.MODEL
     base = {
