@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.trial_throughput import DATA, bert_model, stella_size_model  # noqa: E402
+from trainables import storage  # noqa: E402
 from trainables.config import QLoRAConfig  # noqa: E402
 from trainables.model import load_tokenizer  # noqa: E402
 from trainables.record import read_record  # noqa: E402
@@ -79,7 +80,7 @@ def packed(config: QLoRAConfig, k: int, folder: Path) -> dict:
 def len_train(config: QLoRAConfig) -> int:
     from trainables.tokens import read_tokens
 
-    return len(read_tokens(Path(config.data_dir) / config.tokens_file)["train"][0])
+    return len(read_tokens(storage.join(config.data_dir, config.tokens_file))["train"][0])
 
 
 def main() -> None:

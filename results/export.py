@@ -2,6 +2,8 @@
 
     python -m results.export RUN_DIR --out DIR [--trial ID] [--merge]
 
+RUN_DIR is a run folder, or its s3:// or gs:// URI; the bundle is written to the local folder DIR.
+
 Fine-tunes (qlora, lora): the LoRA adapter and trained head as peft's own safetensors files
 (adapter/, loadable with plain peft on the base model), the tokenizer, bundle.json (label map,
 base model, quantization, training config, metrics) and a model card. `--merge` also writes the
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 from results.leaderboard import ci_text, leaderboard_rows, load_records
+from trainables import storage
 from trainables.errors import UserError
 
 BUNDLE_FILE = "bundle.json"
@@ -35,14 +38,14 @@ def choose_record(records: list[dict], trial: str | None) -> dict:
                     f"{', '.join(sorted(str(r.get('trial_id')) for r in records))}.")
 
 
-def latest_checkpoint(train_run_dir: str) -> Path:
-    checkpoints = sorted(p for p in Path(train_run_dir).glob("checkpoint_*") if p.is_dir())
+def latest_checkpoint(train_run_dir: str) -> str:
+    checkpoints = storage.folders(train_run_dir, "checkpoint_")
     if not checkpoints:
         raise UserError(f"No checkpoint under {train_run_dir}; the trial never finished an epoch.")
     return checkpoints[-1]
 
 
-def export(run_dir: str | Path, out: str | Path, trial: str | None = None, merge: bool = False) -> Path:
+def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool = False) -> Path:
     records = load_records(run_dir)
     record = choose_record(records, trial)
     final = Path(out)
@@ -66,7 +69,7 @@ def export(run_dir: str | Path, out: str | Path, trial: str | None = None, merge
         "label_map": {"0": "fake", "1": "real"},
         "metrics": {"val": record["val"], "test": record["test"]},
         "split_hash": record["split_hash"],
-        "exported_from": str(Path(run_dir).resolve()),
+        "exported_from": storage.absolute(run_dir),
     })
     (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=1))
     row = next(r for r in leaderboard_rows(records) if r["record_path"] == record["record_path"])
@@ -78,7 +81,7 @@ def export(run_dir: str | Path, out: str | Path, trial: str | None = None, merge
 
 
 def export_fine_tune(record: dict, out: Path, merge: bool) -> dict:
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     from trainables.config import QLoRAConfig
     from trainables.model import (
@@ -92,7 +95,7 @@ def export_fine_tune(record: dict, out: Path, merge: bool) -> dict:
     config = QLoRAConfig.from_dict(record["config"])
     checkpoint = latest_checkpoint(record["train_run_dir"])
     model = build_classifier(config, torch.device("cpu"))
-    load_trainable_state_dict(model, load_file(checkpoint / WEIGHTS_FILE))
+    load_trainable_state_dict(model, load(storage.read_bytes(storage.join(checkpoint, WEIGHTS_FILE))))
     load_tokenizer(config.model, config.trust_remote_code).save_pretrained(out / "tokenizer")
     if config.method == "full":
         model.save_pretrained(out / "model")
@@ -133,10 +136,10 @@ def write_merged(config, out: Path) -> None:
 def export_baseline(record: dict, out: Path) -> dict:
     from trainables.baselines import MODEL_FILE
 
-    source = Path(record["record_path"]).parent / MODEL_FILE
-    if not source.exists():
+    source = storage.join(storage.parent(record["record_path"]), MODEL_FILE)
+    if not storage.exists(source):
         raise UserError(f"{source} is missing; rerun the baseline to export it.")
-    shutil.copy(source, out / MODEL_FILE)
+    (out / MODEL_FILE).write_bytes(storage.read_bytes(source))
     print("warning: baseline bundles hold a joblib pickle; loading one runs code. "
           "Load only bundles you made or trust.", file=sys.stderr)
     config = record["config"]

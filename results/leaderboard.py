@@ -1,6 +1,6 @@
 """Turn a run folder's trial records into a leaderboard: tables, confidence intervals, plots.
 
-    python -m results.leaderboard RUN_DIR
+    python -m results.leaderboard RUN_DIR        # a folder, or an s3:// or gs:// URI
 
 Reads only the record.json files under RUN_DIR and writes RUN_DIR/leaderboard/ with
 leaderboard.md, .csv, .json, index.html and PNG plots. Rows are grouped by method and ranked by
@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from trainables import storage
 from trainables.errors import UserError
 from trainables.record import find_records, read_record
 
@@ -27,7 +29,7 @@ BOOTSTRAP_SEED = 0
 OUTPUT_FOLDER = "leaderboard"
 
 
-def load_records(run_dir: str | Path) -> list[dict]:
+def load_records(run_dir: str) -> list[dict]:
     paths = find_records(run_dir)
     if not paths:
         raise UserError(f"No trial records (record.json) under {run_dir}. Is it a run folder?")
@@ -203,11 +205,18 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_leaderboard(run_dir: str | Path) -> Path:
+def write_leaderboard(run_dir: str) -> str:
+    """Write RUN_DIR/leaderboard/ (built in a local folder, then copied, so a URI works too)."""
     records = load_records(run_dir)
     rows = leaderboard_rows(records)
-    out = Path(run_dir) / OUTPUT_FOLDER
-    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        render(records, rows, Path(folder))
+        out = storage.join(run_dir, OUTPUT_FOLDER)
+        storage.upload(folder, out)
+    return out
+
+
+def render(records: list[dict], rows: list[dict], out: Path) -> None:
     table = markdown(rows)
     note = ("Ranked by validation F1 within method groups; test F1 with a 95 % bootstrap interval "
             f"({BOOTSTRAP_SAMPLES} resamples); 'p vs top': exact McNemar test of each method's best "
@@ -224,7 +233,6 @@ def write_leaderboard(run_dir: str | Path) -> Path:
     (out / "index.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>Leaderboard</title></head><body>"
         f"<h1>Leaderboard</h1><p>{note}</p>{html_table}{figures}</body></html>")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print((out / "leaderboard.md").read_text())
+    print(storage.read_text(storage.join(out, "leaderboard.md")))
     print(f"Written: {out}/ (leaderboard.md, .csv, .json, index.html, plots)")
     return 0
 

@@ -3,9 +3,9 @@ regression / RBF-SVM / MLP. Same split, same metrics, same record as the QLoRA t
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import joblib
 import numpy as np
@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline, make_union
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from trainables import storage
 from trainables.embeddings import read_embeddings
 from trainables.errors import ConfigError
 from trainables.metrics import classification_metrics
@@ -66,15 +67,15 @@ class BaselineConfig:
         return {k: getattr(self, k) for k in keys}
 
 
-def run_baseline(config: BaselineConfig, record_path: str | Path) -> dict:
+def run_baseline(config: BaselineConfig, record_path: str) -> dict:
     """Fit on train, score validation and test, write the record."""
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     if config.method == "tfidf-logreg":
-        split = pd.read_parquet(Path(config.data_dir) / "split.parquet")
+        split = pd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(config.data_dir, "split.parquet"))))
         data = {name: (part["text"].tolist(), part["label"].to_numpy()) for name, part in split.groupby("split")}
     else:
-        data = read_embeddings(Path(config.data_dir) / config.embeddings_file)
+        data = read_embeddings(storage.join(config.data_dir, config.embeddings_file))
     fit = {"tfidf-logreg": fit_tfidf_logreg, "embed-logreg": fit_logreg, "embed-svm": fit_svm,
            "embed-mlp": fit_mlp}[config.method]
     model = fit(data, config)
@@ -83,14 +84,14 @@ def run_baseline(config: BaselineConfig, record_path: str | Path) -> dict:
     val_prob = predict_real(config.method, model, data["val"][0])
     test_prob = predict_real(config.method, model, data["test"][0])
     eval_seconds = time.perf_counter() - started
-    model_path = Path(record_path).parent / MODEL_FILE
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, model_path)
+    pickled = io.BytesIO()
+    joblib.dump(model, pickled)
+    storage.write_bytes(storage.join(storage.parent(record_path), MODEL_FILE), pickled.getvalue())
     record = {
         "method": config.method,
         "preset": config.preset,
         "model": "tfidf" if config.method == "tfidf-logreg" else config.model,
-        "trial_id": Path(record_path).parent.name,
+        "trial_id": storage.name(storage.parent(record_path)),
         "params": config.params,
         "config": asdict(config),
         "epochs_run": None,
@@ -106,7 +107,7 @@ def run_baseline(config: BaselineConfig, record_path: str | Path) -> dict:
         "device": "cpu",
         "trainable_params": parameter_count(config.method, model),
         "total_params": parameter_count(config.method, model),
-        "adapter_bytes": model_path.stat().st_size,
+        "adapter_bytes": len(pickled.getvalue()),
         "versions": library_versions(),
         "split_hash": config.split_hash,
         "seed": config.seed,

@@ -10,12 +10,11 @@ adapter, batch, max length, cap and card, so a search probes once, not once per 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
+from trainables import storage
 from trainables.config import QLoRAConfig
 from trainables.model import enable_gradient_checkpointing
 
@@ -50,8 +49,8 @@ def cache_key(config: QLoRAConfig, device: torch.device) -> str:
 
 def largest_micro_batch(model: torch.nn.Module, config: QLoRAConfig, device: torch.device) -> int:
     """The largest of batch_size, batch_size/2, ..., 1 that fits; 0 when not even 1 does."""
-    cache = Path(config.data_dir) / CACHE_FILE
-    known = json.loads(cache.read_text()) if cache.exists() else {}
+    cache = storage.join(config.data_dir, CACHE_FILE)
+    known = json.loads(storage.read_text(cache)) if storage.exists(cache) else {}
     key = cache_key(config, device)
     if key in known:
         return known[key]
@@ -59,11 +58,9 @@ def largest_micro_batch(model: torch.nn.Module, config: QLoRAConfig, device: tor
     batch = config.batch_size
     while batch >= 1 and not fits(model, batch, config.max_length, device, cap):
         batch //= 2
-    known = json.loads(cache.read_text()) if cache.exists() else {}  # another trial may have written
+    known = json.loads(storage.read_text(cache)) if storage.exists(cache) else {}  # another trial may have written
     known[key] = batch
-    partial = cache.with_name(f"{CACHE_FILE}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(known, indent=1))
-    os.replace(partial, cache)
+    storage.write_text(cache, json.dumps(known, indent=1))
     return batch
 
 

@@ -7,9 +7,9 @@ range, so a bad search space fails before any trial starts (tune.search checks i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
+from trainables import storage
 from trainables.errors import ConfigError
 
 METHODS = ("qlora", "lora", "full")
@@ -98,9 +98,9 @@ class QLoRAConfig:
         return asdict(self)
 
     @property
-    def run_dir(self) -> Path:
+    def run_dir(self) -> str:
         """The run folder: the prepared data's parent, shared by every node of a cluster."""
-        return Path(self.data_dir).parent
+        return storage.parent(self.data_dir)
 
     @property
     def quantize(self) -> str | None:

@@ -7,12 +7,13 @@ over tokens for sentence encoders (MiniLM, Stella), mean over the encoder's stat
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import io
 
 import numpy as np
 import torch
 from transformers import AutoModel
 
+from trainables import storage
 from trainables.model import resolve_model_path
 from trainables.tokens import collate, read_tokens, sorted_batches
 
@@ -23,8 +24,8 @@ def embeddings_key(model: str, split_hash: str, max_length: int, pooling: str) -
     return hashlib.sha256(f"{model}|{split_hash}|{max_length}|{pooling}".encode()).hexdigest()[:16]
 
 
-def embeddings_path(data_dir: str | Path, model: str, split_hash: str, max_length: int, pooling: str) -> Path:
-    return Path(data_dir) / f"embeddings-{embeddings_key(model, split_hash, max_length, pooling)}.npz"
+def embeddings_path(data_dir: str, model: str, split_hash: str, max_length: int, pooling: str) -> str:
+    return storage.join(data_dir, f"embeddings-{embeddings_key(model, split_hash, max_length, pooling)}.npz")
 
 
 def load_backbone(model: str, pooling: str, trust_remote_code: bool, device: torch.device):
@@ -52,25 +53,25 @@ def embed(backbone, ids: list[np.ndarray], pad_id: int, device: torch.device, ba
 
 def cached_embeddings(data_dir: str, tokens_file: str, model: str, split_hash: str, max_length: int,
                       pooling: str, pad_id: int, trust_remote_code: bool = False,
-                      device: torch.device | None = None) -> tuple[Path, bool]:
-    """(path of the cached embeddings, whether this call computed them)."""
+                      device: torch.device | None = None) -> tuple[str, bool]:
+    """(location of the cached embeddings, whether this call computed them)."""
     path = embeddings_path(data_dir, model, split_hash, max_length, pooling)
-    if path.exists():
+    if storage.exists(path):
         return path, False
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone = load_backbone(model, pooling, trust_remote_code, device)
     arrays = {}
-    for name, (ids, labels) in read_tokens(Path(data_dir) / tokens_file).items():
+    for name, (ids, labels) in read_tokens(storage.join(data_dir, tokens_file)).items():
         arrays[f"{name}_x"] = embed(backbone, ids, pad_id, device)
         arrays[f"{name}_y"] = labels
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, **arrays)
-    partial.replace(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    storage.write_bytes(path, buffer.getvalue())
     return path, True
 
 
-def read_embeddings(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    with np.load(path) as arrays:
+def read_embeddings(location: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    with np.load(io.BytesIO(storage.read_bytes(location))) as arrays:
         return {name: (arrays[f"{name}_x"], arrays[f"{name}_y"]) for name in ("train", "val", "test")}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import replace
-from pathlib import Path
 
 import ray.train
 import ray.train.torch
@@ -21,6 +20,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from trainables import storage
 from trainables.config import QLoRAConfig
 from trainables.memory import MemoryBudgetError, fit_budget
 from trainables.record import RECORD_NAME, read_record, write_record
@@ -70,17 +70,17 @@ def run_trial(config: dict) -> None:
     raise TrialFailed("; ".join(notes))
 
 
-def trial_record_path(trial: QLoRAConfig, trial_id: str) -> Path:
+def trial_record_path(trial: QLoRAConfig, trial_id: str) -> str:
     """RUN_DIR/trials/<trial id>/record.json: in the run folder, which every node of a cluster
     shares, whichever node the trial ran on."""
-    return trial.run_dir / "trials" / trial_id / RECORD_NAME
+    return storage.join(trial.run_dir, "trials", trial_id, RECORD_NAME)
 
 
-def run_train(trial: QLoRAConfig, record_path: Path, trial_id: str, attempt: int) -> None:
+def run_train(trial: QLoRAConfig, record_path: str, trial_id: str, attempt: int) -> None:
     name = trial_id if attempt == 0 else f"{trial_id}-retry{attempt}"
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"trial": trial.to_dict(), "record_path": str(record_path), "trial_id": trial_id,
+        train_loop_config={"trial": trial.to_dict(), "record_path": record_path, "trial_id": trial_id,
                            "train_run": name},
         # One worker never communicates: gloo needs no CUDA (nccl would), so a trial also starts
         # on a node whose advertised GPU it cannot use, and falls back to its CPU.
@@ -94,7 +94,7 @@ def run_train(trial: QLoRAConfig, record_path: Path, trial_id: str, attempt: int
         run_config=ray.train.RunConfig(
             # The same name on a resumed search: Ray Train restores this run's latest checkpoint.
             name=name,
-            storage_path=str(trial.run_dir / "train"),
+            storage_path=storage.join(trial.run_dir, "train"),
             callbacks=[TuneReportCallback()],
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=1),
@@ -113,10 +113,10 @@ def first_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def mark_failed(record_path: Path, trial: QLoRAConfig, trial_id: str, reason: str) -> None:
+def mark_failed(record_path: str, trial: QLoRAConfig, trial_id: str, reason: str) -> None:
     """Keep whatever the trial measured before it failed, and say why it failed. The search calls
     this for the trials Tune reports errored (a trial that Tune stopped is not one)."""
-    record = read_record(record_path) if record_path.exists() else {
+    record = read_record(record_path) if storage.exists(record_path) else {
         "method": trial.method, "preset": trial.preset, "model": trial.model, "trial_id": trial_id,
         "params": {k: getattr(trial, k) for k in SEARCHED}, "config": trial.to_dict(),
         "split_hash": trial.split_hash, "seed": trial.seed}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from importlib import metadata
-from pathlib import Path
 from typing import Any
+
+from trainables import storage
 
 RECORD_NAME = "record.json"
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "ray", "optuna", "scikit-learn")
@@ -23,18 +23,14 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def write_record(path: str | Path, record: dict[str, Any]) -> None:
-    """Write atomically: a crash mid-write never leaves a half record behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(record, indent=1, allow_nan=True))
-    os.replace(partial, path)
+def write_record(location: str, record: dict[str, Any]) -> None:
+    """Written whole or not at all: a crash mid-write never leaves a half record behind."""
+    storage.write_text(location, json.dumps(record, indent=1, allow_nan=True))
 
 
-def read_record(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+def read_record(location: str) -> dict[str, Any]:
+    return json.loads(storage.read_text(location))
 
 
-def find_records(run_dir: str | Path) -> list[Path]:
-    return sorted(Path(run_dir).rglob(RECORD_NAME))
+def find_records(run_dir: str) -> list[str]:
+    return storage.find(run_dir, RECORD_NAME)

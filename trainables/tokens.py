@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+
+from trainables import storage
 
 LENGTH_COVERAGE = 0.98  # max length covers this share of reviews without truncation
 
@@ -42,20 +43,19 @@ def tokenize_split(split: pd.DataFrame, tokenizer, max_length: int) -> pa.Table:
 
 
 def cached_tokens(split: pd.DataFrame, tokenizer, tokenizer_id: str, max_length: int,
-                  split_hash: str, cache_dir: Path) -> Path:
-    """Path of the tokenized split, writing it only when this key was never tokenized."""
-    path = Path(cache_dir) / f"tokens-{tokens_key(tokenizer_id, max_length, split_hash)}.parquet"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        pq.write_table(tokenize_split(split, tokenizer, max_length), partial)
-        partial.replace(path)
-    return path
+                  split_hash: str, cache_dir: str) -> str:
+    """Location of the tokenized split, writing it only when this key was never tokenized."""
+    location = storage.join(cache_dir, f"tokens-{tokens_key(tokenizer_id, max_length, split_hash)}.parquet")
+    if not storage.exists(location):
+        sink = pa.BufferOutputStream()
+        pq.write_table(tokenize_split(split, tokenizer, max_length), sink)
+        storage.write_bytes(location, sink.getvalue().to_pybytes())
+    return location
 
 
-def read_tokens(path: str | Path) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
+def read_tokens(location: str) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
     """split name -> (token id arrays, labels)."""
-    table = pq.read_table(path)
+    table = pq.read_table(pa.BufferReader(storage.read_bytes(location)))
     frame = table.to_pandas()
     result = {}
     for name, part in frame.groupby("split", sort=False):

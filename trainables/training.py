@@ -14,7 +14,6 @@ import random
 import resource
 import tempfile
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
+from trainables import storage
 from trainables.batch_probe import fit_card
 from trainables.config import QLoRAConfig
 from trainables.metrics import classification_metrics
@@ -63,7 +63,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
         torch.set_num_threads(config.cpus_per_worker)
     seed_everything(config.seed)
 
-    data = read_tokens(Path(config.data_dir) / config.tokens_file)
+    data = read_tokens(storage.join(config.data_dir, config.tokens_file))
     pad_id = load_tokenizer(config.model, config.trust_remote_code).pad_token_id or 0
     model = build_classifier(config, device)
     searched = config
@@ -126,7 +126,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
             "trainable_params": trainable,
             "total_params": total_params,
             "adapter_bytes": state_dict_bytes(weights),
-            "train_run_dir": str(config.run_dir / "train" / (train_run or trial_id)),
+            "train_run_dir": storage.join(config.run_dir, "train", train_run or trial_id),
             "versions": library_versions(),
             "split_hash": config.split_hash,
             "seed": config.seed,

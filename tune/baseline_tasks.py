@@ -4,11 +4,10 @@ whose record exists (a resumed run) is not run again."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import ray
 
 from search_spaces.baselines import CHOICES, GRIDS
+from trainables import storage
 from trainables.baselines import BaselineConfig, run_baseline
 from trainables.embeddings import cached_embeddings, embeddings_path
 from trainables.record import RECORD_NAME
@@ -18,7 +17,7 @@ from trainables.record import RECORD_NAME
 def embeddings_task(data_dir, tokens_file, model, split_hash, max_length, pooling, pad_id, trust_remote_code):
     path, computed = cached_embeddings(data_dir, tokens_file, model, split_hash, max_length, pooling,
                                        pad_id, trust_remote_code)
-    return str(path), computed
+    return path, computed
 
 
 @ray.remote(num_cpus=1)
@@ -29,8 +28,8 @@ def baseline_task(config: BaselineConfig, record_path: str, embeddings=None) -> 
 
 def baseline_configs(choice: str, preset_name: str, preset, base: dict) -> list[tuple[str, BaselineConfig]]:
     """Every grid point of the chosen baselines, validated before anything starts."""
-    embeddings_file = embeddings_path(base["data_dir"], base["model"], base["split_hash"],
-                                      base["max_length"], preset.POOLING).name
+    embeddings_file = storage.name(embeddings_path(base["data_dir"], base["model"], base["split_hash"],
+                                                   base["max_length"], preset.POOLING))
     configs = []
     for method in CHOICES[choice]:
         for index, params in enumerate(GRIDS[method]):
@@ -43,9 +42,9 @@ def baseline_configs(choice: str, preset_name: str, preset, base: dict) -> list[
 
 
 def launch_baselines(configs: list[tuple[str, BaselineConfig]], preset, base: dict, pad_id: int,
-                     run_dir: Path, use_gpu: bool) -> list[ray.ObjectRef]:
+                     run_dir: str, use_gpu: bool) -> list[ray.ObjectRef]:
     pending = [(trial_id, config) for trial_id, config in configs
-               if not (run_dir / "baselines" / trial_id / RECORD_NAME).exists()]
+               if not storage.exists(storage.join(run_dir, "baselines", trial_id, RECORD_NAME))]
     embeddings = None
     if any(config.method.startswith("embed-") for _, config in pending):
         # The frozen forward pass takes a trial's share of a GPU; the classifiers stay on CPU.
@@ -54,7 +53,7 @@ def launch_baselines(configs: list[tuple[str, BaselineConfig]], preset, base: di
             base["data_dir"], base["tokens_file"], base["model"], base["split_hash"], base["max_length"],
             preset.POOLING, pad_id, preset.TRUST_REMOTE_CODE)
     return [
-        baseline_task.remote(config, str(run_dir / "baselines" / trial_id / RECORD_NAME),
+        baseline_task.remote(config, storage.join(run_dir, "baselines", trial_id, RECORD_NAME),
                              embeddings if config.method.startswith("embed-") else None)
         for trial_id, config in pending
     ]

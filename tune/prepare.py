@@ -7,11 +7,12 @@ Everything lands in RUN_DIR/data/ so trials (and a resumed run) read the same fi
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from trainables import storage
 from trainables.data import load_reviews, split_hash, split_reviews, subsample
 from trainables.tokens import cached_tokens, choose_max_length
 from tune.profiles import RunProfile
@@ -32,13 +33,14 @@ class PreparedData:
 
 
 def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: str,
-                 run_dir: Path, text_col: str | None = None, label_col: str | None = None) -> PreparedData:
+                 run_dir: str, text_col: str | None = None, label_col: str | None = None) -> PreparedData:
     frame, report = load_reviews(data_path, text_col, label_col)
     split = subsample(split_reviews(frame, seed=SPLIT_SEED), profile.rows, seed=SPLIT_SEED)
     digest = split_hash(split)
-    data_dir = Path(run_dir) / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    split.to_parquet(data_dir / "split.parquet", index=False)
+    data_dir = storage.join(run_dir, "data")
+    table = io.BytesIO()
+    split.to_parquet(table, index=False)
+    storage.write_bytes(storage.join(data_dir, "split.parquet"), table.getvalue())
 
     lengths = [len(ids) for ids in tokenizer(split["text"].tolist(), verbose=False)["input_ids"]]
     cap = min(MODEL_MAX_LENGTH, profile.max_length_cap or MODEL_MAX_LENGTH,
@@ -47,8 +49,8 @@ def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: s
     max_length = choose_max_length(train_lengths, cap)
     tokens = cached_tokens(split, tokenizer, tokenizer_id, max_length, digest, data_dir)
     return PreparedData(
-        data_dir=str(data_dir),
-        tokens_file=tokens.name,
+        data_dir=data_dir,
+        tokens_file=storage.name(tokens),
         split_hash=digest,
         max_length=max_length,
         rows={name: int(n) for name, n in split["split"].value_counts().items()},

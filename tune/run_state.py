@@ -5,21 +5,17 @@ a resumed or extended search reads its settings from here, never from memory or 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
+
+from trainables import storage
 
 STATE_FILE = "run.json"
 
 
-def read_state(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / STATE_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+def read_state(run_dir: str) -> dict[str, Any] | None:
+    location = storage.join(run_dir, STATE_FILE)
+    return json.loads(storage.read_text(location)) if storage.exists(location) else None
 
 
-def write_state(run_dir: Path, state: dict[str, Any]) -> None:
-    path = Path(run_dir) / STATE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(STATE_FILE + ".partial")
-    partial.write_text(json.dumps(state, indent=1))
-    os.replace(partial, path)
+def write_state(run_dir: str, state: dict[str, Any]) -> None:
+    storage.write_text(storage.join(run_dir, STATE_FILE), json.dumps(state, indent=1))

@@ -13,7 +13,8 @@ Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsam
 
 Each trial asks Ray for one GPU when the cluster has one (its CUDA memory capped at
 --gpu-memory-gb), else --cpus-per-trial CPUs. Results go to STORAGE/NAME/: one record.json per
-trial, the prepared data, Ray's experiment state. The run ends with trials ranked by validation F1.
+trial, the prepared data, Ray's experiment state. STORAGE is a folder (NFS on a cluster) or an
+s3:// or gs:// URI. The run ends with trials ranked by validation F1.
 
 Interrupted? Run the same command again with the same --name: the search resumes, and unfinished
 trials continue from their last epoch checkpoint. --extend K adds K trials to a finished search.
@@ -27,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from trainables import storage as run_storage
 from trainables.errors import UserError
 
 DEFAULT_STORAGE = "runs"
@@ -51,8 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="override the preset's model: a hub id or a local folder "
                                         "(e.g. a downloaded Stella snapshot, to run offline)")
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
-                        help=f"parent folder of run folders (default: {DEFAULT_STORAGE}/); on a "
-                             "multi-node cluster, a folder every node mounts at the same path (NFS)")
+                        help=f"where run folders go: a folder (default: {DEFAULT_STORAGE}/) or an "
+                             "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX URI (pyarrow filesystems; "
+                             "credentials from the environment). On a multi-node cluster, a URI or a "
+                             "folder every node mounts at the same path (NFS)")
     parser.add_argument("--name", help="run folder name (default: PRESET-PROFILE-TIMESTAMP). An "
                                        "unfinished search of this name is resumed")
     parser.add_argument("--resume", action="store_true",
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_search(args: argparse.Namespace) -> Path:
+def run_search(args: argparse.Namespace) -> str:
     """Start, resume or extend the search in STORAGE/NAME, then print and write the leaderboard."""
     import ray
 
@@ -112,28 +116,25 @@ def run_search(args: argparse.Namespace) -> Path:
         raise UserError("Name the search to resume or extend with --name.")
     if args.trials_per_gpu < 1:
         raise UserError("--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more.")
-    if "://" in args.storage:
-        raise UserError(f"--storage {args.storage}: object storage is not supported for the run folder, "
-                        "which trials read and write as files. Mount the bucket on every node (gcsfuse, "
-                        "mountpoint-s3) or use an NFS share, and pass its path.")
-    storage = Path(args.storage).resolve()
+    storage = run_storage.absolute(args.storage)
+    check_storage_reachable(storage)
     if args.address:  # connect first: a new search reads the cluster's GPUs
         start_ray(args.address)
         check_shared_storage(storage)
-    state = read_state(storage / args.name) if args.name else None
+    state = read_state(run_storage.join(storage, args.name)) if args.name else None
 
     if state is None:
         if args.resume or args.extend:
-            raise UserError(f"No search in {storage / args.name} to resume or extend. "
+            raise UserError(f"No search in {run_storage.join(storage, args.name)} to resume or extend. "
                             "Start one with --data, or check --storage and --name.")
         state = prepare_new_search(args, preset, storage)
-        run_dir = Path(state["run_dir"])
+        run_dir = state["run_dir"]
         write_state(run_dir, state)
     else:
-        run_dir = storage / args.name
+        run_dir = run_storage.join(storage, args.name)
         # The folder may have moved (copied to another machine, a cluster's shared storage): new
         # trials read the data, and write their records, where the run folder is now.
-        state["run_dir"], state["base"]["data_dir"] = str(run_dir), str(run_dir / "data")
+        state["run_dir"], state["base"]["data_dir"] = run_dir, run_storage.join(run_dir, "data")
         if state["preset"] != args.preset:
             raise UserError(f"{run_dir} holds a '{state['preset']}' search, not '{args.preset}'.")
         if state["finished"] and not args.extend:
@@ -151,10 +152,11 @@ def run_search(args: argparse.Namespace) -> Path:
         print(f"Baselines: {len(pending)} of {len(baselines)} grid points run beside the search "
               f"({', '.join(sorted({c.method for _, c in baselines}))}).")
 
-    if not state["finished"] and (run_dir / state["experiment"] / "tuner.pkl").exists():
-        print(f"Resuming the unfinished search in {run_dir / state['experiment']}: finished trials "
+    experiment_dir = run_storage.join(run_dir, state["experiment"]) if state["experiment"] else run_dir
+    if not state["finished"] and run_storage.exists(run_storage.join(experiment_dir, "tuner.pkl")):
+        print(f"Resuming the unfinished search in {experiment_dir}: finished trials "
               "stay, unfinished ones continue from their last epoch checkpoint.")
-        record_failures(restore_tuner(run_dir / state["experiment"], args.retry_errored).fit())
+        record_failures(restore_tuner(experiment_dir, args.retry_errored).fit())
     elif args.extend:
         state["experiment"] = f"extend-{state['extensions'] + 1}"
         state["extensions"] += 1
@@ -167,7 +169,7 @@ def run_search(args: argparse.Namespace) -> Path:
                                   warm_start=finished_trials(run_dir, preset.SPACE)).fit())
     else:
         record_failures(new_tuner(preset.SPACE, base, state["num_samples"], state["max_concurrent"],
-                                  state["seed"], run_dir.parent, run_dir.name).fit())
+                                  state["seed"], run_storage.parent(run_dir), run_storage.name(run_dir)).fit())
     for done in ray.get(pending):
         print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
     state["finished"] = True
@@ -181,7 +183,7 @@ def run_search(args: argparse.Namespace) -> Path:
     return run_dir
 
 
-def prepare_new_search(args: argparse.Namespace, preset, storage: Path) -> dict:
+def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> dict:
     """Check everything a user can get wrong, then prepare the data. Returns the run's state."""
     import torch
 
@@ -209,7 +211,7 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: Path) -> dict:
     }
     check_space(preset.SPACE, base)
     name = args.name or f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = storage / name
+    run_dir = run_storage.join(storage, name)
 
     print(f"Preset {args.preset}: model {model}; {profile.describe()}.")
     tokenizer = load_tokenizer(model, preset.TRUST_REMOTE_CODE)
@@ -220,7 +222,7 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: Path) -> dict:
                 max_length=data.max_length)
     baseline_configs(args.baselines, args.preset, preset, base)  # refuse bad grids before starting
     return {
-        "run_dir": str(run_dir),
+        "run_dir": run_dir,
         "preset": args.preset,
         "profile": profile.name,
         "data": str(Path(args.data).resolve()),
@@ -267,32 +269,57 @@ def ray_gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def check_shared_storage(storage: Path) -> None:
+def check_storage_reachable(storage: str) -> None:
+    """Fail before any work when the storage URI's filesystem cannot be reached or listed: no
+    credentials, no such bucket, a typo in the scheme."""
+    if not run_storage.is_uri(storage):
+        return
+    try:
+        run_storage.folders(storage)
+        problem = None if run_storage.exists(run_storage.bucket(storage)) else "no such bucket"
+    except Exception as error:  # pyarrow raises OSError, ValueError or ArrowInvalid, by scheme
+        problem = str(error).splitlines()[0]
+    if problem:
+        raise UserError(f"--storage {storage} cannot be used: {problem}. Check the bucket name (the "
+                        "search does not create buckets) and the credentials in the environment "
+                        "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or GOOGLE_APPLICATION_CREDENTIALS; "
+                        "AWS_ENDPOINT_URL for an S3-compatible server).")
+
+
+def check_shared_storage(storage: str) -> None:
     """On a multi-node cluster every node must see the run folder: Ray no longer syncs trial files
-    to the head node. A marker file written here is looked for from every other node."""
+    to the head node. A marker written here is looked for from every node, which also proves each
+    node's credentials for a storage URI."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = [node for node in ray.nodes() if node["Alive"]]
     if len(nodes) < 2:
         return
-    storage.mkdir(parents=True, exist_ok=True)
-    marker = storage / f".shared-check-{os.getpid()}"
-    marker.write_text("written by the search driver")
+    marker = run_storage.join(storage, f".shared-check-{os.getpid()}")
+    run_storage.write_text(marker, "written by the search driver")
     try:
         seen = ray.get([
-            ray.remote(os.path.exists).options(
+            ray.remote(storage_visible).options(
                 num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-            ).remote(str(marker))
+            ).remote(marker)
             for node in nodes])
     finally:
-        marker.unlink()
+        run_storage.remove(marker)
     blind = [node["NodeManagerAddress"] for node, ok in zip(nodes, seen) if not ok]
     if blind:
         raise UserError(
             f"--storage {storage} is not visible from node(s) {', '.join(blind)}: this cluster has "
             f"{len(nodes)} nodes, and every trial writes its records and checkpoints there. Mount one "
-            "shared folder (NFS) at the same path on every node and pass it with --storage.")
+            "shared folder (NFS) at the same path on every node, or use an s3:// or gs:// URI that "
+            "every node has credentials for, and pass it with --storage.")
+
+
+def storage_visible(marker: str) -> bool:
+    try:
+        return run_storage.exists(marker)
+    except OSError:  # no credentials on that node
+        return False
 
 
 def trainable():
@@ -306,7 +333,7 @@ def trainable():
 
 
 def new_tuner(space: dict, base: dict, num_samples: int, max_concurrent: int | None, seed: int,
-              storage: Path, name: str, warm_start: tuple[list, list] | None = None):
+              storage: str, name: str, warm_start: tuple[list, list] | None = None):
     import optuna
     import ray
     from ray import tune
@@ -335,15 +362,15 @@ def new_tuner(space: dict, base: dict, num_samples: int, max_concurrent: int | N
             num_samples=num_samples,
             max_concurrent_trials=max_concurrent,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage),
+        run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=1)),
     )
 
 
-def restore_tuner(path: Path, retry_errored: bool):
+def restore_tuner(path: str, retry_errored: bool):
     from ray import tune
 
-    return tune.Tuner.restore(str(path), trainable=trainable(), resume_unfinished=True,
+    return tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True,
                               restart_errored=retry_errored)
 
 
@@ -359,7 +386,7 @@ def record_failures(results) -> None:
             mark_failed(trial_record_path(trial, trial_id), trial, trial_id, first_line(result.error))
 
 
-def finished_trials(run_dir: Path, space: dict) -> tuple[list, list]:
+def finished_trials(run_dir: str, space: dict) -> tuple[list, list]:
     """(searched settings, validation F1) of every fine-tuning trial with a record so far."""
     from results.leaderboard import load_records
 

@@ -1,5 +1,7 @@
 """Baselines on a small real sample of the shared data, with real embeddings from MiniLM."""
 
+from pathlib import Path
+
 import pytest
 
 from search_spaces.baselines import GRIDS
@@ -33,7 +35,7 @@ def test_embeddings_are_computed_once_per_key(sample):
 @pytest.mark.parametrize("method", list(GRIDS))
 def test_each_baseline_beats_chance_and_writes_the_standard_record(sample, method, tmp_path):
     data, path, _ = sample
-    config = BaselineConfig(method=method, data_dir=data.data_dir, embeddings_file=path.name,
+    config = BaselineConfig(method=method, data_dir=data.data_dir, embeddings_file=Path(path).name,
                             split_hash=data.split_hash, **GRIDS[method][0])
     record = run_baseline(config, tmp_path / method / "record.json")
     majority = max(sum(record["test_labels"]), len(record["test_labels"]) - sum(record["test_labels"]))

@@ -2,7 +2,6 @@
 holds the trial drivers, and worker nodes that advertise one GPU each (Ray does not check the
 hardware; the trials fall back to the CPU). The search connects with --address."""
 
-import json
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ import pytest
 from ray.cluster_utils import Cluster
 
 from tests.conftest import ROOT
-from trainables.record import find_records
+from trainables.record import find_records, read_record
 from tune.search import TRIAL_DRIVER
 
 pytestmark = pytest.mark.integration
@@ -38,7 +37,7 @@ def search(reviews_path, model, storage, address, *extra):
 
 
 def fine_tune_records(run_dir):
-    return [r for r in (json.loads(p.read_text()) for p in find_records(run_dir)) if "history" in r]
+    return [r for r in (read_record(p) for p in find_records(run_dir)) if "history" in r]
 
 
 def epochs_by_node(records):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
-from trainables.record import find_records
+from trainables.record import find_records, read_record
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ def run(*args, cwd=ROOT):
 @pytest.fixture(scope="module")
 def records(smoke_run):
     run_dir = smoke_run[0]
-    return run_dir, {r["trial_id"]: r for r in (json.loads(p.read_text()) for p in find_records(run_dir))}
+    return run_dir, {r["trial_id"]: r for r in (read_record(p) for p in find_records(run_dir))}
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,17 @@
 """A real smoke search on a real local Ray instance, run as a user runs it: the CLI in a process."""
 
-import json
 
 import pytest
 
 from search_spaces.baselines import GRIDS
-from trainables.record import find_records
+from trainables.record import find_records, read_record
 
 pytestmark = pytest.mark.integration
 
 
 def test_smoke_search_writes_one_record_per_trial_and_baseline(smoke_run):
     run_dir, _, _ = smoke_run
-    every = [json.loads(p.read_text()) for p in find_records(run_dir)]
+    every = [read_record(p) for p in find_records(run_dir)]
     baselines = [r for r in every if r["method"] in GRIDS]
     assert sorted({r["method"] for r in baselines}) == sorted(GRIDS)
     assert len(baselines) == sum(len(points) for points in GRIDS.values())

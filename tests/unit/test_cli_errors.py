@@ -1,5 +1,6 @@
 """The search CLI answers bad input with one line and exit code 2, before Ray starts."""
 
+import os
 import subprocess
 import sys
 
@@ -8,8 +9,8 @@ import pytest
 from tests.conftest import ROOT
 
 
-def search(*args):
-    return subprocess.run([sys.executable, "-m", "tune.search", *args], cwd=ROOT,
+def search(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "tune.search", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -26,13 +27,23 @@ def test_bad_input_exits_2_with_message_and_no_traceback(args, message, tmp_path
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--storage", "s3://bucket/runs"], "object storage is not supported for the run folder"),
+    (["--storage", "nosuch://bucket/runs"], "--storage nosuch://bucket/runs cannot be used: Unrecognized filesystem"),
     (["--trials-per-gpu", "0"], "--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more."),
 ])
 def test_cluster_options_are_checked_before_anything_starts(args, message, reviews_path, tmp_path):
     result = search("minilm", "--data", str(reviews_path), "--storage", str(tmp_path), *args)
     assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_unreachable_object_store_is_refused_before_the_data_is_prepared(reviews_path, tmp_path):
+    # Port 9 (discard) has no S3 server: the search must stop at once, saying what to check.
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = search("minilm", "--data", str(reviews_path), "--storage", "s3://bucket/runs", env=env)
+    assert result.returncode == 2
+    assert "--storage s3://bucket/runs cannot be used" in result.stderr
+    assert "AWS_ENDPOINT_URL" in result.stderr and "Preset minilm" not in result.stdout
 
 
 def test_help_explains_presets_profiles_and_storage():

@@ -1,6 +1,7 @@
 """The analyzer on canned result records written by the test."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,7 +81,7 @@ def test_mixed_split_hashes_are_refused(run):
 
 
 def test_outputs_are_written_with_plots(run):
-    out = write_leaderboard(run)
+    out = Path(write_leaderboard(run))
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html", "f1_vs_cost.png",
                  "roc_pr.png", "confusion.png", "val_f1_per_epoch.png"):
         assert (out / name).stat().st_size > 0, name

@@ -1,0 +1,107 @@
+"""A search whose run folder is an s3:// URI, against a real S3 server on this machine (moto's):
+the trials, their Ray Train checkpoints, the baselines and the leaderboard all land in the bucket,
+a killed search resumes from it, and the analyzer and export read from it."""
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.integration.test_resume import checkpointed_mid_way, fine_tune_records, wait_for
+from trainables import storage
+from trainables.record import find_records, read_record
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "runs"
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    """Start an S3 server on a free local port with one bucket; the environment that points
+    pyarrow (ours and Ray's) at it, as AWS_ENDPOINT_URL points any S3 client at a compatible store."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)  # this process reads the bucket too
+    try:
+        fs, _ = storage.filesystem(f"s3://{BUCKET}?allow_bucket_creation=true")
+        fs.create_dir(BUCKET)
+        yield {**os.environ, **env}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
+
+
+def command(reviews_path, storage_uri=f"s3://{BUCKET}/searches"):
+    return [sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path), "--profile", "smoke",
+            "--storage", storage_uri, "--name", "on-s3", "--baselines", "fast",
+            "--max-concurrent", "1", "--num-samples", "2"]
+
+
+def test_search_in_a_bucket_resumes_after_a_kill_and_exports(s3_env, reviews_path, tmp_path):
+    run_dir = f"s3://{BUCKET}/searches/on-s3"
+    log = open(tmp_path / "first-run.log", "w")
+    process = subprocess.Popen(command(reviews_path), cwd=ROOT, env=s3_env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        interrupted = wait_for(lambda: checkpointed_mid_way(run_dir), timeout=300,
+                               what="a first epoch checkpoint in the bucket")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert storage.exists(storage.join(run_dir, "run.json"))
+
+    result = subprocess.run(command(reviews_path), cwd=ROOT, env=s3_env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Resuming the unfinished search" in result.stdout
+    assert f"Run folder: {run_dir}" in result.stdout
+
+    trials = fine_tune_records(run_dir)
+    assert len(trials) == 2
+    resumed = next(r for r in trials if r["trial_id"] == interrupted["trial_id"])
+    assert resumed["started_at_epochs"][-1] >= interrupted["epochs_run"] > 0  # from its checkpoint in S3
+    assert resumed["train_run_dir"].startswith(f"{run_dir}/train/")
+    assert storage.folders(resumed["train_run_dir"], "checkpoint_")
+    baselines = {read_record(path)["method"] for path in find_records(storage.join(run_dir, "baselines"))}
+    assert baselines == {"tfidf-logreg", "embed-logreg"}
+    assert storage.exists(storage.join(run_dir, "leaderboard", "index.html"))
+    assert storage.exists(storage.join(run_dir, "leaderboard", "f1_vs_cost.png"))
+
+    best = max(trials, key=lambda r: r["val"]["f1"])
+    bundle = tmp_path / "bundle"
+    export = subprocess.run([sys.executable, "-m", "results.export", run_dir, "--out", str(bundle),
+                             "--trial", best["trial_id"]], cwd=ROOT, env=s3_env, capture_output=True,
+                            text=True, timeout=300)
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert (bundle / "adapter" / "adapter_model.safetensors").stat().st_size > 0
+    exported = json.loads((bundle / "bundle.json").read_text())
+    assert exported["exported_from"] == run_dir
+    assert exported["metrics"]["val"] == best["val"]
+
+
+def test_missing_bucket_is_refused_before_any_work(s3_env, reviews_path):
+    result = subprocess.run(command(reviews_path, "s3://no-such-bucket/runs"), cwd=ROOT, env=s3_env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--storage s3://no-such-bucket/runs cannot be used: no such bucket" in result.stderr
+    assert "Preset minilm" not in result.stdout
