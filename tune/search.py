@@ -306,7 +306,7 @@ def check_shared_storage(storage: str) -> None:
             for node in nodes])
     finally:
         run_storage.remove(marker)
-    blind = [node["NodeManagerAddress"] for node, ok in zip(nodes, seen) if not ok]
+    blind = [f"{node['NodeManagerAddress']} (node {node['NodeID'][:8]})" for node, ok in zip(nodes, seen) if not ok]
     if blind:
         raise UserError(
             f"--storage {storage} is not visible from node(s) {', '.join(blind)}: this cluster has "

@@ -13,9 +13,14 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from tests.integration.test_resume import checkpointed_mid_way, fine_tune_records, wait_for
+from tests.integration.test_resume import (
+    checkpointed_mid_way,
+    fine_tune_records,
+    wait_for,
+)
 from trainables import storage
 from trainables.record import find_records, read_record
+from tune.search import TRIAL_DRIVER
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +110,33 @@ def test_missing_bucket_is_refused_before_any_work(s3_env, reviews_path):
     assert result.returncode == 2
     assert "--storage s3://no-such-bucket/runs cannot be used: no such bucket" in result.stderr
     assert "Preset minilm" not in result.stdout
+
+
+def test_cluster_nodes_share_the_bucket_and_a_node_that_cannot_reach_it_is_refused(s3_env, reviews_path):
+    """Multi-node runs need storage every node reaches. The nodes inherit this process's S3
+    endpoint; the last one added gets a dead endpoint, as a node without credentials would."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {TRIAL_DRIVER: 8}, "include_dashboard": True})
+    try:
+        gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
+        cluster.wait_for_nodes()
+        storage_uri = f"s3://{BUCKET}/cluster"
+        ran = subprocess.run([*command(reviews_path, storage_uri), "--address", cluster.address, "--num-samples", "1",
+                              "--baselines", "none"], cwd=ROOT, env=s3_env, capture_output=True, text=True, timeout=600)
+        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        (record,) = fine_tune_records(storage.join(storage_uri, "on-s3"))
+        assert {epoch["placement"]["node_id"] for epoch in record["history"]} == {gpu_node.node_id}
+
+        blind = cluster.add_node(num_cpus=1, env_vars={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+        cluster.wait_for_nodes()
+        refused = subprocess.run([*command(reviews_path, storage_uri), "--name", "blind", "--address", cluster.address],
+                                 cwd=ROOT, env=s3_env, capture_output=True, text=True, timeout=300)
+    finally:
+        cluster.shutdown()
+    assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
+    message = refused.stderr.split("error: ")[-1]
+    assert message.startswith(f"--storage {storage_uri} is not visible from node(s) "
+                              f"{blind.node_ip_address} (node {blind.node_id[:8]}): this cluster has 3 nodes"), message
+    assert not storage.exists(storage.join(storage_uri, "blind"))
