@@ -45,6 +45,14 @@ def latest_checkpoint(train_run_dir: str) -> str:
     return checkpoints[-1]
 
 
+def train_run_dir(record: dict) -> str:
+    """The trial's Ray Train folder inside the run folder where its record is now (RUN/trials/<id>/
+    record.json), not where the search wrote it: a run folder copied out of a bucket or off a
+    cluster's shared disk exports from the copy."""
+    run_folder = storage.parent(storage.parent(storage.parent(record["record_path"])))
+    return storage.join(run_folder, "train", storage.name(record["train_run_dir"]))
+
+
 def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool = False) -> Path:
     records = load_records(run_dir)
     record = choose_record(records, trial)
@@ -93,7 +101,7 @@ def export_fine_tune(record: dict, out: Path, merge: bool) -> dict:
     from trainables.training import WEIGHTS_FILE
 
     config = QLoRAConfig.from_dict(record["config"])
-    checkpoint = latest_checkpoint(record["train_run_dir"])
+    checkpoint = latest_checkpoint(train_run_dir(record))
     model = build_classifier(config, torch.device("cpu"))
     load_trainable_state_dict(model, load(storage.read_bytes(storage.join(checkpoint, WEIGHTS_FILE))))
     load_tokenizer(config.model, config.trust_remote_code).save_pretrained(out / "tokenizer")

@@ -1,15 +1,17 @@
 """Export the smoke search's trials and predict with the bundles in fresh processes."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
-from trainables.record import find_records, read_record
+from trainables.record import find_records, read_record, write_record
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +100,19 @@ def test_predict_explains_bad_input(records, tmp_path):
     assert result.returncode == 2 and "No text column found" in result.stderr and "Traceback" not in result.stderr
     result = run("-m", "results.predict", str(bundle), str(empty))
     assert result.returncode == 2 and "holds no reviews" in result.stderr
+
+
+def test_a_copied_run_folder_exports_from_its_own_checkpoints(records, test_texts, tmp_path):
+    run_dir, by_trial = records
+    trial = next(t for t, r in by_trial.items() if r["method"] in ("qlora", "lora"))
+    copy = tmp_path / "copied-run"
+    shutil.copytree(run_dir, copy)
+    # As if the search ran on a cluster's shared disk (or a bucket) and the folder was copied here:
+    # the checkpoint paths the records hold do not exist on this machine.
+    for path in find_records(copy):
+        record = read_record(path)
+        if "train_run_dir" in record:
+            record["train_run_dir"] = f"/cluster-disk/runs/smoke/train/{Path(record['train_run_dir']).name}"
+            write_record(path, record)
+    _, predictions = export_and_predict(copy, trial, test_texts, tmp_path)
+    np.testing.assert_allclose(predictions["prob_real"].to_numpy(), by_trial[trial]["test_prob_real"], atol=2e-5)
