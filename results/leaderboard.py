@@ -205,9 +205,10 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_leaderboard(run_dir: str) -> str:
-    """Write RUN_DIR/leaderboard/ (built in a local folder, then copied, so a URI works too)."""
-    records = load_records(run_dir)
+def write_leaderboard(run_dir: str, records: list[dict] | None = None) -> str:
+    """Write RUN_DIR/leaderboard/ (built in a local folder, then copied, so a URI works too) from
+    `records`, or from the run folder's records when not given."""
+    records = records if records is not None else load_records(run_dir)
     rows = leaderboard_rows(records)
     with tempfile.TemporaryDirectory() as folder:
         render(records, rows, Path(folder))

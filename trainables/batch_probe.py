@@ -37,8 +37,7 @@ def fit_card(model: torch.nn.Module, config: QLoRAConfig, device: torch.device) 
             f"{config.gpu_memory_gb:g} GiB with gradient checkpointing. Raise --gpu-memory-gb.")
     if micro == config.batch_size:
         return config
-    return replace(config, batch_size=micro,
-                   grad_accumulation=config.grad_accumulation * (config.batch_size // micro))
+    return config.with_micro_batch(micro)
 
 
 def cache_key(config: QLoRAConfig, device: torch.device) -> str:

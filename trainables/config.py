@@ -6,7 +6,7 @@ range, so a bad search space fails before any trial starts (tune.search checks i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from trainables import storage
@@ -96,6 +96,11 @@ class QLoRAConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_micro_batch(self, micro: int) -> "QLoRAConfig":
+        """The same optimizer step (batch_size x grad_accumulation) computed in micro-batches of
+        `micro` reviews, with as many more accumulation steps."""
+        return replace(self, batch_size=micro, grad_accumulation=self.grad_accumulation * (self.batch_size // micro))
 
     @property
     def run_dir(self) -> str:

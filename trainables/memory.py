@@ -93,8 +93,7 @@ def fit_budget(config: QLoRAConfig) -> tuple[QLoRAConfig, MemoryEstimate]:
                 return settings, estimate
             if settings.batch_size == 1:
                 break
-            settings = replace(settings, batch_size=settings.batch_size // 2,
-                               grad_accumulation=settings.grad_accumulation * 2)
+            settings = settings.with_micro_batch(settings.batch_size // 2)
     raise MemoryBudgetError(
         f"Trial needs about {first.total_gb:.2f} GiB (weights {first.weights_gb:.2f}, optimizer "
         f"{first.optimizer_gb:.2f}, activations {first.activations_gb:.2f} at batch "

@@ -10,7 +10,6 @@ memory-budget retry, the Train run's storage and checkpoints, and reporting to T
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import replace
 
 import ray.train
 import ray.train.torch
@@ -52,8 +51,7 @@ def run_trial(config: dict) -> None:
         settings = trial
     attempts = [settings]
     if settings.batch_size > 1:
-        attempts.append(replace(settings, batch_size=settings.batch_size // 2,
-                                grad_accumulation=settings.grad_accumulation * 2))
+        attempts.append(settings.with_micro_batch(settings.batch_size // 2))
     notes = []
     for attempt, settings in enumerate(attempts):
         try:

@@ -178,8 +178,9 @@ def run_search(args: argparse.Namespace) -> str:
     from results.leaderboard import format_table, load_records, write_leaderboard
 
     print("\nTrials ranked by validation F1 within each method (test F1 is reported, never used to choose):")
-    print(format_table(load_records(run_dir)))
-    print(f"Leaderboard with plots: {write_leaderboard(run_dir)}/index.html")
+    records = load_records(run_dir)
+    print(format_table(records))
+    print(f"Leaderboard with plots: {write_leaderboard(run_dir, records)}/index.html")
     return run_dir
 
 
@@ -270,12 +271,11 @@ def ray_gpus() -> int:
 
 
 def check_storage_reachable(storage: str) -> None:
-    """Fail before any work when the storage URI's filesystem cannot be reached or listed: no
+    """Fail before any work when the storage URI's bucket cannot be reached: no
     credentials, no such bucket, a typo in the scheme."""
     if not run_storage.is_uri(storage):
         return
     try:
-        run_storage.folders(storage)
         problem = None if run_storage.exists(run_storage.bucket(storage)) else "no such bucket"
     except Exception as error:  # pyarrow raises OSError, ValueError or ArrowInvalid, by scheme
         problem = str(error).splitlines()[0]
