@@ -1,4 +1,4 @@
-"""Export a run's best trial (by validation F1) as a self-contained bundle.
+"""Export a run's best trial (by the run's validation selection metric) as a self-contained bundle.
 
     python -m results.export RUN_DIR --out DIR [--trial ID] [--merge]
 
@@ -21,16 +21,17 @@ from pathlib import Path
 
 import torch
 
-from results.leaderboard import ci_text, leaderboard_rows, load_records
+from results.leaderboard import ci_text, leaderboard_rows, load_records, rank, run_metric
 from trainables import storage
 from trainables.errors import UserError
+from trainables.metrics import DEFAULT_METRIC
 
 BUNDLE_FILE = "bundle.json"
 
 
-def choose_record(records: list[dict], trial: str | None) -> dict:
-    if trial is None:
-        return max(records, key=lambda r: r["val"]["f1"])
+def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_METRIC) -> dict:
+    if trial is None:  # the leaderboard's top row: best validation score, constant predictors last
+        return rank(records, metric)[0]
     for record in records:
         if record.get("trial_id") == trial:
             return record
@@ -55,7 +56,8 @@ def train_run_dir(record: dict) -> str:
 
 def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool = False) -> Path:
     records = load_records(run_dir)
-    record = choose_record(records, trial)
+    metric = run_metric(run_dir)
+    record = choose_record(records, trial, metric)
     final = Path(out)
     if final.exists() and any(final.iterdir()):
         raise UserError(f"{final} exists and is not empty; choose a new --out folder.")
@@ -80,7 +82,7 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
         "exported_from": storage.absolute(run_dir),
     })
     (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=1))
-    row = next(r for r in leaderboard_rows(records) if r["record_path"] == record["record_path"])
+    row = next(r for r in leaderboard_rows(records, metric) if r["record_path"] == record["record_path"])
     (out / "README.md").write_text(model_card(bundle, row))
     if final.exists():
         final.rmdir()

@@ -4,7 +4,9 @@
 
 Reads only the record.json files under RUN_DIR and writes RUN_DIR/leaderboard/ with
 leaderboard.md, .csv, .json, index.html and PNG plots. Rows are grouped by method and ranked by
-validation F1 (selection never looks at test). Test F1 comes with a 95 % bootstrap interval, and
+the run's selection metric on validation (run.json's `metric`, default macro-F1; --metric to
+override); a trial that predicts one class for every validation review ranks below every other.
+Selection never looks at test. Test F1 comes with a 95 % bootstrap interval, and
 McNemar's exact test says whether the top row beats each other method's best on the same reviews.
 """
 
@@ -22,6 +24,7 @@ from scipy.stats import binomtest
 
 from trainables import storage
 from trainables.errors import UserError
+from trainables.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, selection_score
 from trainables.record import find_records, read_record
 
 BOOTSTRAP_SAMPLES = 2000
@@ -56,16 +59,24 @@ def failed(records: list[dict]) -> list[dict]:
     return [r for r in records if r.get("status") == "failed"]
 
 
-def rank(records: list[dict]) -> list[dict]:
-    """Grouped by method (best method first), each group ranked by validation F1."""
+def run_metric(run_dir: str) -> str:
+    """The selection metric the search in `run_dir` was started with (run.json), else the default."""
+    state = storage.join(run_dir, "run.json")
+    return json.loads(storage.read_text(state)).get("metric", DEFAULT_METRIC) if storage.exists(state) else DEFAULT_METRIC
+
+
+def rank(records: list[dict], metric: str = DEFAULT_METRIC) -> list[dict]:
+    """Grouped by method (best method first), each group ranked by the validation selection score;
+    constant predictors score below every metric's range, so they come last in their group."""
     ranked = scored(records)
     if not ranked:
         raise UserError("No trial finished an epoch, so there is nothing to rank. "
                         + " ".join(f"Trial {r.get('trial_id')} failed: {r.get('error')}" for r in failed(records)))
+    score = {id(r): selection_score(r["val"], metric) for r in ranked}
     best = {}
     for r in ranked:
-        best[r["method"]] = max(best.get(r["method"], -1.0), r["val"]["f1"])
-    return sorted(ranked, key=lambda r: (-best[r["method"]], r["method"], -r["val"]["f1"]))
+        best[r["method"]] = max(best.get(r["method"], -np.inf), score[id(r)])
+    return sorted(ranked, key=lambda r: (-best[r["method"]], r["method"], -score[id(r)]))
 
 
 def f1_from_counts(tp, fp, fn):
@@ -99,7 +110,7 @@ def mcnemar_p(labels, prob_a, prob_b) -> float:
 def describe_params(record: dict) -> str:
     params = record.get("params", {})
     if record["method"] in ("qlora", "lora"):
-        keys = ("target_modules", "lora_r", "lora_alpha", "learning_rate", "epochs")
+        keys = ("target_modules", "lora_r", "lora_alpha", "use_rslora", "learning_rate", "epochs")
     elif record["method"] == "full":
         keys = ("learning_rate", "epochs")
     else:
@@ -112,8 +123,8 @@ def describe_params(record: dict) -> str:
     return " ".join(parts)
 
 
-def leaderboard_rows(records: list[dict]) -> list[dict]:
-    ranked = rank(records)
+def leaderboard_rows(records: list[dict], metric: str = DEFAULT_METRIC) -> list[dict]:
+    ranked = rank(records, metric)
     top = ranked[0]
     best_of_method = {}
     for r in ranked:
@@ -135,7 +146,11 @@ def leaderboard_rows(records: list[dict]) -> list[dict]:
             "method": r["method"],
             "model": r.get("model", ""),
             "settings": describe_params(r),
+            "selection_metric": metric,
+            "val_score": r["val"].get(SELECTION_METRICS[metric]),
+            "constant_prediction": predicts_one_class(r["val"]),
             "val_f1": r["val"]["f1"],
+            "test_score": test.get(SELECTION_METRICS[metric]),
             "test_f1": test["f1"],
             "test_f1_low": low,
             "test_f1_high": high,
@@ -159,15 +174,22 @@ def leaderboard_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def format_table(records: list[dict]) -> str:
+def format_table(records: list[dict], metric: str = DEFAULT_METRIC) -> str:
     """The short console table that ends every search."""
-    lines = ["| rank | trial | method | settings | epochs | val F1 | test F1 (95% CI) | minutes |",
-             "|---:|---|---|---|---:|---:|---|---:|"]
-    for row in leaderboard_rows(records):
+    lines = [f"| rank | trial | method | settings | epochs | val {metric} | test {metric} | test F1 (95% CI) | minutes |",
+             "|---:|---|---|---|---:|---:|---:|---|---:|"]
+    for row in leaderboard_rows(records, metric):
         lines.append(
             f"| {row['rank']} | {row['trial']} | {row['method']} | {row['settings']} | {epochs_text(row)} | "
-            f"{100 * row['val_f1']:.2f} | {ci_text(row)} | {row['wall_seconds'] / 60:.1f} |")
+            f"{score_text(row['val_score'], row['constant_prediction'])} | {score_text(row['test_score'])} | {ci_text(row)} | "
+            f"{row['wall_seconds'] / 60:.1f} |")
     return "\n".join(lines + failure_lines(records))
+
+
+def score_text(value, constant: bool = False) -> str:
+    """A selection-metric cell: x 100 like every F1 here; a constant predictor is marked."""
+    text = "" if value is None or np.isnan(value) else f"{100 * value:.2f}"
+    return f"{text} (constant)" if constant else text
 
 
 def failure_lines(records: list[dict]) -> list[str]:
@@ -182,18 +204,19 @@ def ci_text(row: dict) -> str:
     return f"{100 * row['test_f1']:.2f} ({100 * row['test_f1_low']:.1f}-{100 * row['test_f1_high']:.1f})"
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], metric: str) -> str:
     def number(value, scale=1.0, digits=2):
         return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{scale * value:.{digits}f}"
 
     lines = [
-        "| rank | method | model | settings | val F1 | test F1 (95% CI) | p vs top | macro-F1 | acc | prec | rec "
-        "| ROC AUC | AP | epochs | wall min | GPU min | peak MB | trainable | adapter MB |",
-        "|---:|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| rank | method | model | settings | val {metric} | test {metric} | val F1 | test F1 (95% CI) | p vs top "
+        "| macro-F1 | acc | prec | rec | ROC AUC | AP | epochs | wall min | GPU min | peak MB | trainable | adapter MB |",
+        "|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append("| " + " | ".join([
             str(row["rank"]), row["method"], Path(str(row["model"])).name, row["settings"],
+            score_text(row["val_score"], row["constant_prediction"]), score_text(row["test_score"]),
             number(row["val_f1"], 100), ci_text(row), number(row["p_vs_top"], digits=3),
             number(row["test_macro_f1"], 100), number(row["test_accuracy"], 100),
             number(row["test_precision"], 100), number(row["test_recall"], 100),
@@ -205,21 +228,25 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_leaderboard(run_dir: str, records: list[dict] | None = None) -> str:
+def write_leaderboard(run_dir: str, records: list[dict] | None = None, metric: str | None = None) -> str:
     """Write RUN_DIR/leaderboard/ (built in a local folder, then copied, so a URI works too) from
-    `records`, or from the run folder's records when not given."""
+    `records`, or from the run folder's records when not given, ranked by `metric` (default: the
+    run's own)."""
     records = records if records is not None else load_records(run_dir)
-    rows = leaderboard_rows(records)
+    metric = metric or run_metric(run_dir)
+    rows = leaderboard_rows(records, metric)
     with tempfile.TemporaryDirectory() as folder:
-        render(records, rows, Path(folder))
+        render(records, rows, Path(folder), metric)
         out = storage.join(run_dir, OUTPUT_FOLDER)
         storage.upload(folder, out)
     return out
 
 
-def render(records: list[dict], rows: list[dict], out: Path) -> None:
-    table = markdown(rows)
-    note = ("Ranked by validation F1 within method groups; test F1 with a 95 % bootstrap interval "
+def render(records: list[dict], rows: list[dict], out: Path, metric: str) -> None:
+    table = markdown(rows, metric)
+    note = (f"Ranked by validation {metric} within method groups (a trial that predicts one class for "
+            "every validation review, marked (constant), ranks last); F1 is the study's (positive "
+            "class real), test F1 with a 95 % bootstrap interval "
             f"({BOOTSTRAP_SAMPLES} resamples); 'p vs top': exact McNemar test of each method's best "
             "against the top row on the same test reviews. Split hash: " + records[0]["split_hash"])
     failures = "\n".join(failure_lines(records))
@@ -240,9 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m results.leaderboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="a run folder written by python -m tune.search")
+    parser.add_argument("--metric", choices=list(SELECTION_METRICS),
+                        help="rank by this validation metric (default: the one the search chose by)")
     args = parser.parse_args(argv)
     try:
-        out = write_leaderboard(args.run_dir)
+        out = write_leaderboard(args.run_dir, metric=args.metric)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

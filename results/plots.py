@@ -1,5 +1,5 @@
 """The leaderboard's plots (matplotlib, PNG): cost vs F1, ROC and PR curves, confusion matrix,
-validation F1 per epoch."""
+the validation selection metric per epoch (what ASHA compared)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from trainables.metrics import SELECTION_METRICS  # noqa: E402
 
 
 def write_plots(records: list[dict], rows: list[dict], out: Path) -> list[tuple[str, str]]:
@@ -26,8 +28,9 @@ def write_plots(records: list[dict], rows: list[dict], out: Path) -> list[tuple[
     ]
     tuned = [r for r in records if r.get("history")]
     if tuned:
-        images.append(("Validation F1 per epoch (where a line ends, ASHA stopped the trial)",
-                       epochs_plot(tuned, out / "val_f1_per_epoch.png")))
+        metric = rows[0]["selection_metric"]
+        images.append((f"Validation {metric} per epoch (where a line ends early, ASHA or the time budget "
+                       "stopped the trial)", epochs_plot(tuned, metric, out / "val_score_per_epoch.png")))
     return images
 
 
@@ -70,13 +73,14 @@ def confusion_plot(record: dict, path: Path) -> str:
     return save(fig, path)
 
 
-def epochs_plot(records: list[dict], path: Path) -> str:
+def epochs_plot(records: list[dict], metric: str, path: Path) -> str:
+    key = SELECTION_METRICS[metric]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for record in records:
         epochs = [h["epoch"] for h in record["history"]]
-        ax.plot(epochs, [100 * h["val"]["f1"] for h in record["history"]], marker="o",
+        ax.plot(epochs, [100 * h["val"].get(key, np.nan) for h in record["history"]], marker="o",
                 label=f"{record['method']} {record.get('trial_id', '')}")
-    ax.set(xlabel="epoch", ylabel="validation F1 (%)")
+    ax.set(xlabel="epoch", ylabel=f"validation {metric} (x 100)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
     return save(fig, path)

@@ -7,8 +7,13 @@ Each preset module defines:
     HEAD               the classification head's module names (kept out of quantization, trained)
     POOLING            how the frozen backbone is pooled into one embedding (baselines)
     TARGET_MODULES     named target-module presets: name -> module-name suffixes for LoRA
-    SPACE              distributions (search_spaces.distributions); every key is a QLoRAConfig field
+    SPACE              distributions (search_spaces.distributions); every key is a QLoRAConfig field;
+                       `method` is a Branches: each method draws only its own settings
+    SEEDS              known-good trial settings, evaluated before the searcher draws
     DEFAULTS           fixed trial settings for this preset (batch size, ...)
+
+`epochs` is not searched: it is the budget ASHA allocates (the run profile sets the maximum, and
+every trial's learning-rate schedule spans it), so rungs compare trials at the same point.
 """
 
 from __future__ import annotations

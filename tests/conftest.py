@@ -54,6 +54,21 @@ def tiny_bert(tmp_path_factory, minilm_tokenizer) -> str:
 
 
 @pytest.fixture(scope="session")
+def slow_bert(tmp_path_factory, minilm_tokenizer) -> str:
+    """A 24-layer, 384-wide BERT (random weights): a smoke epoch takes about 30 s on one thread,
+    longer than a graceful stop (about 12 s), so a signal lands while a trial is mid-way."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("slow_bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=384, num_hidden_layers=24,
+                        num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    minilm_tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
 def tiny_stella(tmp_path_factory, minilm_tokenizer) -> str:
     """A tiny model whose code lives in the model folder (auto_map), loaded only with
     trust_remote_code, with Stella's module names: the stand-in for Stella's remote code."""

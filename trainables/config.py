@@ -11,8 +11,13 @@ from typing import Any
 
 from trainables import storage
 from trainables.errors import ConfigError
+from trainables.metrics import SELECTION_METRICS
 
 METHODS = ("qlora", "lora", "full")
+ADAPTER_METHODS = ("qlora", "lora")
+# What a trial's record lists as its settings: the adapter's only for adapter methods.
+TRAINING_SETTINGS = ("method", "learning_rate", "epochs", "batch_size", "max_length")
+ADAPTER_SETTINGS = ("target_modules", "lora_r", "lora_alpha", "lora_dropout", "use_rslora")
 
 # field -> (low, high), both inclusive
 RANGES: dict[str, tuple[float, float]] = {
@@ -44,6 +49,7 @@ class QLoRAConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    use_rslora: bool = False  # rank-stabilised scaling alpha/sqrt(r) instead of alpha/r (Kalajdzievski, 2023)
     # Optimisation
     learning_rate: float = 2e-4
     epochs: int = 3
@@ -54,6 +60,7 @@ class QLoRAConfig:
     weight_decay: float = 0.01
     gradient_checkpointing: bool = False
     seed: int = 42
+    selection_metric: str = "macro_f1"  # the validation metric reported to ASHA and Optuna
     # Resources
     use_gpu: bool = False
     gpu_memory_gb: float = 8.0  # CUDA memory cap of the trial's process
@@ -80,6 +87,8 @@ class QLoRAConfig:
                     f"target_modules={self.target_modules!r} "
                     f"(allowed for {self.preset}: {', '.join(targets)})"
                 )
+        if self.selection_metric not in SELECTION_METRICS:
+            problems.append(f"selection_metric={self.selection_metric!r} (allowed: {', '.join(SELECTION_METRICS)})")
         for name, (low, high) in RANGES.items():
             value = getattr(self, name)
             if not low <= value <= high:
@@ -101,6 +110,11 @@ class QLoRAConfig:
         """The same optimizer step (batch_size x grad_accumulation) computed in micro-batches of
         `micro` reviews, with as many more accumulation steps."""
         return replace(self, batch_size=micro, grad_accumulation=self.grad_accumulation * (self.batch_size // micro))
+
+    def searched_params(self) -> dict[str, Any]:
+        """The settings that define this trial in a record and the leaderboard."""
+        keys = TRAINING_SETTINGS + (ADAPTER_SETTINGS if self.method in ADAPTER_METHODS else ())
+        return {key: getattr(self, key) for key in keys}
 
     @property
     def run_dir(self) -> str:

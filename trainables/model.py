@@ -62,6 +62,7 @@ def build_classifier(config: QLoRAConfig, device: torch.device) -> torch.nn.Modu
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
+        use_rslora=config.use_rslora,
         target_modules=targets,
         modules_to_save=list(load_preset(config.preset).HEAD),
         task_type="SEQ_CLS",

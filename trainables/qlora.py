@@ -23,7 +23,7 @@ from trainables import storage
 from trainables.config import QLoRAConfig
 from trainables.memory import MemoryBudgetError, fit_budget
 from trainables.record import RECORD_NAME, read_record, write_record
-from trainables.training import SEARCHED, fine_tune
+from trainables.training import fine_tune
 
 
 class TrialFailed(RuntimeError):
@@ -40,7 +40,9 @@ def run_trial(config: dict) -> None:
     TrialFailed says why; Tune marks the trial errored and goes on, and the search writes the
     reason into the trial's record.
     """
-    trial = QLoRAConfig.from_dict(config)
+    from tune.space import trial_settings  # the searcher's nested branch -> flat settings
+
+    trial = QLoRAConfig.from_dict(trial_settings(config))
     trial_id = tune.get_context().get_trial_id()
     record_path = trial_record_path(trial, trial_id)
     try:
@@ -116,7 +118,7 @@ def mark_failed(record_path: str, trial: QLoRAConfig, trial_id: str, reason: str
     this for the trials Tune reports errored (a trial that Tune stopped is not one)."""
     record = read_record(record_path) if storage.exists(record_path) else {
         "method": trial.method, "preset": trial.preset, "model": trial.model, "trial_id": trial_id,
-        "params": {k: getattr(trial, k) for k in SEARCHED}, "config": trial.to_dict(),
+        "params": trial.searched_params(), "config": trial.to_dict(),
         "split_hash": trial.split_hash, "seed": trial.seed}
     record.update(status="failed", error=reason)
     write_record(record_path, record)

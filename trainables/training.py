@@ -24,7 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 from trainables import storage
 from trainables.batch_probe import fit_card
 from trainables.config import QLoRAConfig
-from trainables.metrics import classification_metrics
+from trainables.metrics import classification_metrics, selection_score
 from trainables.model import (
     build_classifier,
     load_tokenizer,
@@ -33,7 +33,7 @@ from trainables.model import (
     state_dict_bytes,
     trainable_state_dict,
 )
-from trainables.record import library_versions, write_record
+from trainables.record import library_versions, read_record, write_record
 from trainables.tokens import (
     collate,
     length_grouped_batches,
@@ -41,10 +41,11 @@ from trainables.tokens import (
     sorted_batches,
 )
 
+# What a trial reports to Tune after each epoch: the run's selection metric on validation
+# (trainables.metrics.selection_score); ASHA and Optuna read this key and nothing else.
+SCORE = "score"
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "training_state.pt"
-SEARCHED = ("method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
-            "epochs", "batch_size", "max_length")
 
 
 def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torch.device,
@@ -91,6 +92,8 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
         history, start_epoch, starts = restore(resume_from, model, optimizer, scheduler)
     starts = [*starts, start_epoch]
 
+    if start_epoch >= config.epochs:  # resumed from its last epoch's checkpoint: nothing left to train
+        return read_record(record_path)
     rng = np.random.default_rng(config.seed)
     for _ in range(start_epoch):  # the same batch order as an uninterrupted run
         length_grouped_batches([len(x) for x in data["train"][0]], config.batch_size, rng)
@@ -109,9 +112,10 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
             "preset": config.preset,
             "model": config.model,
             "trial_id": trial_id,
-            "params": {k: getattr(searched, k) for k in SEARCHED},
+            "params": searched.searched_params(),
             "config": config.to_dict(),  # as trained: micro-batch, accumulation, checkpointing
             "epochs_run": epoch + 1,
+            "selection": {"metric": config.selection_metric, "val_score": selection_score(val, config.selection_metric)},
             "started_at_epochs": starts,
             "val": val,
             "test": classification_metrics(test_labels, test_prob),
@@ -137,7 +141,10 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
                         "epoch": epoch + 1, "history": history, "starts": starts, "rng": rng_state()},
                        os.path.join(folder, STATE_FILE))
             if report:
-                report({"epoch": epoch + 1, "val_f1": val["f1"], "train_loss": stats["train_loss"]}, folder)
+                report({"epoch": epoch + 1, SCORE: selection_score(val, config.selection_metric),
+                        "val_f1": val["f1"], "train_loss": stats["train_loss"],
+                        # False for a trial ASHA or the time budget stops: Optuna hears it as pruned
+                        "schedule_done": epoch + 1 == config.epochs}, folder)
         # After the checkpoint is stored: a record never claims an epoch that a crash would lose.
         write_record(record_path, record)
     return record

@@ -8,16 +8,25 @@ Presets (search_spaces/<preset>.py) name the model, its LoRA target-module prese
   stella   NovaSearch/stella_en_400M_v5; runs the model repository's code (trust_remote_code)
   flan-t5  google/flan-t5-large with a sequence-classification head
 
-Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsample, ~15 min on
-2 cores), full (every review; the default when a GPU is present).
+Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsample, an 11-minute
+search budget on 2 cores), full (every review; the default when a GPU is present).
+
+How the search spends its budget: the preset's seeded configurations run first, then Optuna's TPE
+draws from a conditional space (each method its own learning-rate range; LoRA settings only for
+adapter methods). ASHA stops weak trials after each epoch; every trial's learning-rate schedule
+spans the profile's epochs, so rungs compare like with like, and Optuna hears a stopped trial as
+pruned, not complete. Everything chooses by --metric on the validation split (default macro-F1,
+where a constant predictor can never win); test metrics are reported, never used to choose.
 
 Each trial asks Ray for one GPU when the cluster has one (its CUDA memory capped at
 --gpu-memory-gb), else --cpus-per-trial CPUs. Results go to STORAGE/NAME/: one record.json per
 trial, the prepared data, Ray's experiment state. STORAGE is a folder (NFS on a cluster) or an
-s3:// or gs:// URI. The run ends with trials ranked by validation F1.
+s3:// or gs:// URI. The run ends with trials ranked by the validation selection metric.
 
-Interrupted? Run the same command again with the same --name: the search resumes, and unfinished
-trials continue from their last epoch checkpoint. --extend K adds K trials to a finished search.
+Interrupted? Ctrl-C (SIGINT) or SIGTERM saves the search's state and exits with 130 or 143,
+printing the command that resumes it: the same command with the same --name. Finished trials
+stay, unfinished ones continue from their last epoch checkpoint. --extend K adds K trials to a
+finished search.
 """
 
 from __future__ import annotations
@@ -30,12 +39,15 @@ from pathlib import Path
 
 from trainables import storage as run_storage
 from trainables.errors import UserError
+from trainables.metrics import DEFAULT_METRIC, SELECTION_METRICS
+from tune.interrupt import Interruption
 
 DEFAULT_STORAGE = "runs"
 # Custom Ray resource that trial drivers (the Tune functions) ask for. A local run declares it;
 # on a cluster, cluster.yaml gives it to the head node, the "safe node" Ray's docs recommend.
 TRIAL_DRIVER = "trial_driver"
 TRIAL_DRIVER_SLOTS = 64
+FINE_TUNES = ("qlora", "lora", "full")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,8 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, help="trials to run (default: the profile's)")
     parser.add_argument("--max-concurrent", type=int,
                         help="trials at once (default: GPUs, or CPUs / --cpus-per-trial)")
-    parser.add_argument("--cpus-per-trial", type=int, default=1,
-                        help="CPU threads of each trial's worker (default: 1)")
+    parser.add_argument("--cpus-per-trial", type=int,
+                        help="CPU threads of each trial's worker (default: the profile's: 2 for cpu, else 1)")
     parser.add_argument("--gpu-memory-gb", type=float, default=8.0,
                         help="CUDA memory cap of each trial, so a trial on a big card behaves as on an "
                              "8 GiB one (default: 8)")
@@ -86,22 +98,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="baselines run beside the search as CPU Ray tasks, outside the Optuna "
                              "budget: fast = TF-IDF and embedding logistic regression; all adds "
                              "RBF-SVM and MLP on frozen embeddings (default: all)")
+    parser.add_argument("--metric", choices=list(SELECTION_METRICS), default=DEFAULT_METRIC,
+                        help="validation metric that ASHA, Optuna, the ranking and export choose by "
+                             "(default: macro_f1; f1_real is the study's F1; a trial that predicts one "
+                             "class for every review ranks below every other, whatever the metric)")
+    parser.add_argument("--time-budget", type=float, metavar="MINUTES",
+                        help="stop the search after this many minutes of trials (default: the "
+                             "profile's: 11 for cpu, none otherwise; 0 = none). Trials running then "
+                             "are stopped after their last finished epoch, records and leaderboard are "
+                             "written, and --extend K adds trials later")
     parser.add_argument("--seed", type=int, default=42, help="seed of the searcher and of training")
     return parser.parse_args(argv)
 
 
+class SearchInterrupted(Exception):
+    """Tuner.fit() returned because of a signal, not because the search ended."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    interruption = Interruption()
+    interruption.install()
     try:
-        run_dir = run_search(args)
+        run_dir = run_search(args, interruption)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except SearchInterrupted as stop:
+        print(f"\n{stop}", flush=True)
+        return interruption.exit_code
+    except KeyboardInterrupt:
+        print(f"\nStopped by {interruption.name}. {resume_hint(args)}", flush=True)
+        return interruption.exit_code
+    finally:
+        interruption.uninstall()
     print(f"\nRun folder: {run_dir}")
     return 0
 
 
-def run_search(args: argparse.Namespace) -> str:
+def resume_hint(args: argparse.Namespace) -> str:
+    if not args.name:
+        return "The search had not started; nothing to resume."
+    return ("The search is unfinished; resume it with: "
+            f"python -m tune.search {args.preset} --storage {args.storage} --name {args.name}")
+
+
+def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     """Start, resume or extend the search in STORAGE/NAME, then print and write the leaderboard."""
     import ray
 
@@ -116,6 +158,8 @@ def run_search(args: argparse.Namespace) -> str:
         raise UserError("Name the search to resume or extend with --name.")
     if args.trials_per_gpu < 1:
         raise UserError("--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more.")
+    if args.time_budget is not None and args.time_budget < 0:
+        raise UserError("--time-budget takes minutes, 0 (no budget) or more.")
     storage = run_storage.absolute(args.storage)
     check_storage_reachable(storage)
     if args.address:  # connect first: a new search reads the cluster's GPUs
@@ -130,6 +174,7 @@ def run_search(args: argparse.Namespace) -> str:
         state = prepare_new_search(args, preset, storage)
         run_dir = state["run_dir"]
         write_state(run_dir, state)
+        args.name = run_storage.name(run_dir)  # a generated name, for the resume hint
     else:
         run_dir = run_storage.join(storage, args.name)
         # The folder may have moved (copied to another machine, a cluster's shared storage): new
@@ -145,7 +190,9 @@ def run_search(args: argparse.Namespace) -> str:
                             "without --extend), then extend it.")
 
     base = state["base"]
+    metric = state.setdefault("metric", DEFAULT_METRIC)  # a run.json from before --metric: the default
     start_ray(args.address)
+    interruption.install()  # again: ray.init replaced the SIGTERM handler
     baselines = baseline_configs(state["baselines"], args.preset, preset, base)
     pending = launch_baselines(baselines, preset, base, state["pad_id"], run_dir, base["use_gpu"])
     if baselines:
@@ -153,23 +200,47 @@ def run_search(args: argparse.Namespace) -> str:
               f"({', '.join(sorted({c.method for _, c in baselines}))}).")
 
     experiment_dir = run_storage.join(run_dir, state["experiment"]) if state["experiment"] else run_dir
+    budget = time_budget_seconds(args, state)
+    started = time.monotonic()
     if not state["finished"] and run_storage.exists(run_storage.join(experiment_dir, "tuner.pkl")):
         print(f"Resuming the unfinished search in {experiment_dir}: finished trials "
               "stay, unfinished ones continue from their last epoch checkpoint.")
-        record_failures(restore_tuner(experiment_dir, args.retry_errored).fit())
+        with interruption.fitting():
+            results = restore_tuner(experiment_dir, args.retry_errored).fit()
+        planned = state.get("extend_samples", state["num_samples"]) if state["extensions"] else state["num_samples"]
     elif args.extend:
         state["experiment"] = f"extend-{state['extensions'] + 1}"
         state["extensions"] += 1
+        state["extend_samples"] = args.extend
         state["finished"] = False
         write_state(run_dir, state)
+        searcher = new_searcher(preset, state, seeds=[])
+        from results.leaderboard import load_records
+
+        added = searcher.add_finished([r for r in load_records(run_dir) if r["method"] in FINE_TUNES], metric)
         print(f"Extending {run_dir} by {args.extend} trials ({state['experiment']}/), the searcher "
-              "warm-started from every finished trial.")
-        record_failures(new_tuner(preset.SPACE, base, args.extend, state["max_concurrent"], state["seed"],
-                                  run_dir, state["experiment"],
-                                  warm_start=finished_trials(run_dir, preset.SPACE)).fit())
+              f"warm-started from every finished trial ({added}).")
+        with interruption.fitting():
+            results = new_tuner(searcher, base, args.extend, state["max_concurrent"], run_dir, state["experiment"],
+                                budget).fit()
+        planned = args.extend
     else:
-        record_failures(new_tuner(preset.SPACE, base, state["num_samples"], state["max_concurrent"],
-                                  state["seed"], run_storage.parent(run_dir), run_storage.name(run_dir)).fit())
+        with interruption.fitting():
+            results = new_tuner(new_searcher(preset, state, preset.SEEDS), base, state["num_samples"],
+                                state["max_concurrent"], run_storage.parent(run_dir), run_storage.name(run_dir),
+                                budget).fit()
+        planned = state["num_samples"]
+    record_failures(results)
+    if interruption.interrupted:  # Tune saved its state and returned: the search is not over
+        raise SearchInterrupted(
+            f"Interrupted by {interruption.name}: {results.num_terminated} of {planned} trials finished"
+            f"{f', {results.num_errors} errored' if results.num_errors else ''}; the state is saved. "
+            + resume_hint(args))
+    if budget and time.monotonic() - started >= budget:
+        print(f"\nTime budget of {budget / 60:g} minutes reached: {len(results)} of {planned} trials ran "
+              "(those cut short keep their last finished epoch). Add trials with: "
+              f"python -m tune.search {args.preset} --storage {args.storage} --name {run_storage.name(run_dir)} "
+              "--extend K")
     for done in ray.get(pending):
         print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
     state["finished"] = True
@@ -177,10 +248,10 @@ def run_search(args: argparse.Namespace) -> str:
 
     from results.leaderboard import format_table, load_records, write_leaderboard
 
-    print("\nTrials ranked by validation F1 within each method (test F1 is reported, never used to choose):")
+    print(f"\nTrials ranked by validation {metric} within each method (test is reported, never used to choose):")
     records = load_records(run_dir)
-    print(format_table(records))
-    print(f"Leaderboard with plots: {write_leaderboard(run_dir, records)}/index.html")
+    print(format_table(records, metric))
+    print(f"Leaderboard with plots: {write_leaderboard(run_dir, records, metric)}/index.html")
     return run_dir
 
 
@@ -204,13 +275,15 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> dict:
         "model": model,
         "trust_remote_code": preset.TRUST_REMOTE_CODE,
         "seed": args.seed,
+        "selection_metric": args.metric,
+        "epochs": profile.epochs,
         "use_gpu": has_gpu,
         "gpu_memory_gb": args.gpu_memory_gb,
         "gpu_fraction": 1 / args.trials_per_gpu,
-        "cpus_per_worker": args.cpus_per_trial,
+        "cpus_per_worker": args.cpus_per_trial or profile.cpus_per_trial,
         **preset.DEFAULTS,
     }
-    check_space(preset.SPACE, base)
+    check_space(preset.SPACE, base, preset.SEEDS)
     name = args.name or f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = run_storage.join(storage, name)
 
@@ -233,6 +306,9 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> dict:
         "num_samples": args.num_samples or profile.num_samples,
         "max_concurrent": args.max_concurrent,
         "seed": args.seed,
+        "metric": args.metric,
+        # seconds of trials, or None; --time-budget on a later resume or extend replaces it
+        "time_budget_s": None if profile.time_budget_minutes is None else 60 * profile.time_budget_minutes,
         "experiment": "",  # the Tune experiment folder inside the run folder ("" = the run folder)
         "extensions": 0,
         "finished": False,
@@ -332,39 +408,49 @@ def trainable():
     return tune.with_resources(run_trial, {"cpu": 0, TRIAL_DRIVER: 1})
 
 
-def new_tuner(space: dict, base: dict, num_samples: int, max_concurrent: int | None, seed: int,
-              storage: str, name: str, warm_start: tuple[list, list] | None = None):
-    import optuna
+def new_searcher(preset, state: dict, seeds: list[dict]):
+    from tune.searcher import EpochAwareOptunaSearch
+
+    return EpochAwareOptunaSearch(preset.SPACE, seeds, state["seed"])
+
+
+def new_tuner(searcher, base: dict, num_samples: int, max_concurrent: int | None, storage: str, name: str,
+              time_budget_s: float | None):
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
-    from tune.space import boundary_values, to_tune
+    from trainables.training import SCORE
 
     if max_concurrent is None:
         per_gpu = round(1 / base.get("gpu_fraction", 1.0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         max_concurrent = ray_gpus() * per_gpu if base["use_gpu"] else max(1, cpus // base["cpus_per_worker"])
-    points, rewards = warm_start or (None, None)
     return tune.Tuner(
         trainable(),
-        param_space={**base, **to_tune(space)},
+        param_space=base,  # the fixed settings; the searcher's define-by-run space adds the rest
         tune_config=tune.TuneConfig(
-            metric="val_f1",
-            mode="max",
-            search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed),
-                                    points_to_evaluate=points, evaluated_rewards=rewards),
+            search_alg=searcher,
             # Rungs count epochs as the trial reports them, so a trial resumed from its epoch-2
-            # checkpoint is judged at epoch 3, not at its first report after the restart.
-            scheduler=ASHAScheduler(time_attr="epoch", max_t=max(boundary_values(space.get("epochs", 3))),
+            # checkpoint is judged at epoch 3, not at its first report after the restart. Every
+            # trial's schedule spans max_t epochs, so a rung compares trials at the same point.
+            scheduler=ASHAScheduler(metric=SCORE, mode="max", time_attr="epoch", max_t=base["epochs"],
                                     grace_period=1, reduction_factor=2),
             num_samples=num_samples,
             max_concurrent_trials=max_concurrent,
+            time_budget_s=time_budget_s,
         ),
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=1)),
     )
+
+
+def time_budget_seconds(args: argparse.Namespace, state: dict) -> float | None:
+    """--time-budget if given (0 = none), else what the run was started with. It applies to each
+    new search or extension; a resumed search keeps what was left of its own (Ray restores it)."""
+    if args.time_budget is not None:
+        state["time_budget_s"] = args.time_budget * 60 or None
+    return state.get("time_budget_s")
 
 
 def restore_tuner(path: str, retry_errored: bool):
@@ -378,24 +464,13 @@ def record_failures(results) -> None:
     """Write each errored trial's reason into its record (Tune's view: a stopped trial is no error)."""
     from trainables.config import QLoRAConfig
     from trainables.qlora import first_line, mark_failed, trial_record_path
+    from tune.space import trial_settings
 
     for result in results:
         if result.error is not None:
-            trial = QLoRAConfig.from_dict(result.config)
+            trial = QLoRAConfig.from_dict(trial_settings(result.config))
             trial_id = Path(result.path).name.split("_")[2]  # Tune names it run_trial_<id>_<n>_...
             mark_failed(trial_record_path(trial, trial_id), trial, trial_id, first_line(result.error))
-
-
-def finished_trials(run_dir: str, space: dict) -> tuple[list, list]:
-    """(searched settings, validation F1) of every fine-tuning trial with a record so far."""
-    from results.leaderboard import load_records
-
-    points, rewards = [], []
-    for record in load_records(run_dir):
-        if record["method"] in ("qlora", "lora", "full") and "val" in record:
-            points.append({key: record["config"][key] for key in space})
-            rewards.append(record["val"]["f1"])
-    return points, rewards
 
 
 if __name__ == "__main__":

@@ -35,9 +35,30 @@ def test_no_trial_errored_or_waited_for_resources(smoke_run):
 
 def test_smoke_search_prints_the_ranking_and_the_run_folder(smoke_run):
     run_dir, output, _ = smoke_run
-    assert "Trials ranked by validation F1" in output
+    assert "Trials ranked by validation macro_f1 within each method" in output
     assert f"Run folder: {run_dir}" in output
     table = [line for line in output.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(table) == 3 + sum(len(points) for points in GRIDS.values())
-    val_f1 = [float(line.split("|")[6]) for line in table]
-    assert val_f1 == sorted(val_f1, reverse=True)
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
+    # (method, validation score); a constant predictor scores below every other row
+    scores = [(row[2], -1e9 if row[5].endswith("(constant)") else float(row[5])) for row in rows]
+    methods = list(dict.fromkeys(method for method, _ in scores))
+    assert [method for method, _ in scores] == sorted((m for m, _ in scores), key=methods.index)  # grouped
+    for method in methods:  # ranked within each group, groups ordered by their best
+        mine = [score for m, score in scores if m == method]
+        assert mine == sorted(mine, reverse=True)
+    best = [max(score for m, score in scores if m == method) for method in methods]
+    assert best == sorted(best, reverse=True)
+
+
+def test_seeded_configurations_ran_first_and_each_method_drew_its_own_settings(smoke_run):
+    from search_spaces import load_preset
+
+    run_dir, _, _ = smoke_run
+    records = sorted((r for r in map(read_record, find_records(run_dir)) if r["method"] in ("qlora", "lora", "full")),
+                     key=lambda r: r["history"][0]["started_at"])
+    seeds = load_preset("minilm").SEEDS
+    firsts = [{k: r["params"][k] for k in seed} for r, seed in zip(records, seeds)]
+    assert sorted(map(str, firsts)) == sorted(map(str, seeds))  # 2 at a time: either may start first
+    for record in records:
+        assert ("lora_r" in record["params"]) == (record["method"] != "full")

@@ -13,7 +13,9 @@ from tune.space import check_space
 def test_every_space_key_is_a_config_field_and_every_edge_is_valid(name):
     preset = load_preset(name)
     assert set(preset.SPACE) <= {f.name for f in fields(QLoRAConfig)}
-    check_space(preset.SPACE, {"preset": name, **preset.DEFAULTS})
+    for space in preset.SPACE["method"].spaces.values():
+        assert set(space) <= {f.name for f in fields(QLoRAConfig)}
+    check_space(preset.SPACE, {"preset": name, **preset.DEFAULTS}, preset.SEEDS)
 
 
 def test_only_stella_runs_remote_code():

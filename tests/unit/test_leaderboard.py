@@ -15,13 +15,13 @@ from results.leaderboard import (
     write_leaderboard,
 )
 from trainables.errors import UserError
-from trainables.metrics import classification_metrics
+from trainables.metrics import SELECTION_METRICS, classification_metrics
 
 
 def write(run_dir, trial, method, val_f1, labels, prob, split_hash="abc", history=None):
     record = {"trial_id": trial, "method": method, "preset": "minilm", "model": "minilm",
               "params": {"learning_rate": 1e-4, "epochs": 2}, "epochs_run": 2 if history else None,
-              "val": {"f1": val_f1}, "test": classification_metrics(labels, prob),
+              "val": {"f1": val_f1, "macro_f1": val_f1}, "test": classification_metrics(labels, prob),
               "test_labels": list(map(int, labels)), "test_prob_real": list(map(float, prob)),
               "history": history or [], "train_seconds": 60.0, "eval_seconds": 6.0, "device": "cpu",
               "peak_memory_mb": 900.0, "trainable_params": 1000, "adapter_bytes": 4096, "split_hash": split_hash}
@@ -83,7 +83,7 @@ def test_mixed_split_hashes_are_refused(run):
 def test_outputs_are_written_with_plots(run):
     out = Path(write_leaderboard(run))
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html", "f1_vs_cost.png",
-                 "roc_pr.png", "confusion.png", "val_f1_per_epoch.png"):
+                 "roc_pr.png", "confusion.png", "val_score_per_epoch.png"):
         assert (out / name).stat().st_size > 0, name
     rows = json.loads((out / "leaderboard.json").read_text())
     assert [r["trial"] for r in rows] == ["b", "a", "c"]
@@ -104,3 +104,24 @@ def test_a_run_where_every_trial_failed_says_why(tmp_path):
         "error": "batch size 32: Trial needs about 1.85 GiB"}))
     with pytest.raises(UserError, match="nothing to rank. Trial t1 failed: batch size 32: Trial needs about 1.85 GiB"):
         rank(load_records(tmp_path))
+
+
+@pytest.mark.parametrize("metric", list(SELECTION_METRICS))
+def test_a_constant_predictor_ranks_last_under_every_metric(tmp_path, metric):
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 2, 300)
+    # "real" for every review, with probabilities that still order the reviews well: its F1 of
+    # real (about 0.67) and its ROC AUC beat the weak learner's, yet it never chose a class.
+    constant = np.where(labels == 1, 0.9, 0.6) + rng.normal(0, 0.05, 300).clip(-0.09, 0.09)
+    weak = noisy(labels, 0.62, 8)  # learned a little: both classes predicted, 62 % right
+    for trial, prob in (("constant", constant), ("weak", weak)):
+        write(tmp_path, trial, "full", 0.0, labels, prob)
+        record = json.loads((tmp_path / trial / "record.json").read_text())
+        record["val"] = classification_metrics(labels, prob)
+        (tmp_path / trial / "record.json").write_text(json.dumps(record))
+    records = load_records(tmp_path)
+    by_trial = {r["trial_id"]: r for r in records}
+    if metric in ("f1_real", "roc_auc"):  # the raw metric alone would put the constant predictor first
+        key = SELECTION_METRICS[metric]
+        assert by_trial["constant"]["val"][key] > by_trial["weak"]["val"][key]
+    assert [r["trial_id"] for r in rank(records, metric)] == ["weak", "constant"]

@@ -1,0 +1,86 @@
+"""A search stops where the user says and never mistakes a stop for the end: --time-budget ends it
+(extendable), Ctrl-C and SIGTERM leave it unfinished and the same command resumes it. Real
+processes, real signals, a real local Ray instance."""
+
+import glob
+import json
+import pickle
+import signal
+import subprocess
+
+import optuna
+import pytest
+
+from tests.conftest import ROOT
+from tests.integration.test_resume import checkpointed_mid_way, fine_tune_records, search_command, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def state(run_dir):
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def study(experiment_dir):
+    """The Optuna study inside Ray's searcher checkpoint."""
+    (path,) = glob.glob(str(experiment_dir / "searcher-state-*.pkl"))
+    with open(path, "rb") as handle:
+        return pickle.load(handle)["_ot_study"]
+
+
+def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_path, tiny_bert, tmp_path):
+    run_dir = tmp_path / "budget"
+    result = subprocess.run(
+        search_command(reviews_path, tiny_bert, tmp_path, "budget", "--num-samples", "30", "--time-budget", "0.75"),
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Time budget of 0.75 minutes reached" in result.stdout
+    assert state(run_dir)["finished"] is True
+    records = fine_tune_records(run_dir)
+    assert 1 <= len(records) < 30
+    assert (run_dir / "leaderboard" / "leaderboard.md").exists()
+
+    extended = subprocess.run(
+        search_command(reviews_path, tiny_bert, tmp_path, "budget", "--extend", "1", "--time-budget", "0"),
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert extended.returncode == 0, extended.stdout[-3000:] + extended.stderr[-3000:]
+    assert len(fine_tune_records(run_dir)) == len(records) + 1
+    assert f"warm-started from every finished trial ({len(records)})" in extended.stdout
+    # The extension's study starts from the first search's trials with their real state: complete
+    # only where the trial ran its whole schedule, pruned where ASHA or the budget cut it.
+    trials = study(run_dir / "extend-1").get_trials(deepcopy=False)[:len(records)]
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == sum(r["epochs_run"] == r["params"]["epochs"] for r in records)
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+
+
+@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_leaves_the_search_unfinished_and_the_same_command_resumes_it(
+        reviews_path, slow_bert, tmp_path, signal_number, exit_code):
+    # Epochs longer than the graceful stop, so the trial is stopped mid-way, not after its end.
+    command = search_command(reviews_path, slow_bert, tmp_path, "stop", "--num-samples", "2")
+    run_dir = tmp_path / "stop"
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        interrupted = wait_for(lambda: checkpointed_mid_way(run_dir), timeout=300, what="a first epoch checkpoint")
+        process.send_signal(signal_number)  # to the CLI process alone, as a shell's Ctrl-C or `kill` would
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == exit_code, output[-3000:]
+    assert state(run_dir)["finished"] is False
+    name = signal.Signals(signal_number).name
+    assert f"Interrupted by {name}: " in output
+    assert (f"resume it with: python -m tune.search minilm --storage {tmp_path} --name stop") in output
+
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Resuming the unfinished search" in again.stdout
+    assert state(run_dir)["finished"] is True
+    records = fine_tune_records(run_dir)
+    assert len(records) == 2 and len({r["trial_id"] for r in records}) == 2  # every trial once
+    resumed = next(r for r in records if r["trial_id"] == interrupted["trial_id"])
+    assert resumed["started_at_epochs"][0] == 0
+    assert resumed["started_at_epochs"][-1] >= interrupted["epochs_run"]  # from its checkpoint
+    assert resumed["epochs_run"] == resumed["params"]["epochs"]
