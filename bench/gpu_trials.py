@@ -42,7 +42,7 @@ from tune.profiles import RunProfile  # noqa: E402
 def prepare(data: str, tokenizer, model_path: str, folder: Path, train_rows: int | None, args) -> QLoRAConfig:
     rows = {"train": train_rows, "val": None if train_rows is None else min(256, train_rows),
             "test": None if train_rows is None else min(256, train_rows)}
-    prepared = prepare_data(data, RunProfile("bench", 1, rows, None), tokenizer, model_path, folder)
+    prepared = prepare_data(data, RunProfile("bench", 1, rows, None, epochs=1), tokenizer, model_path, folder)
     return QLoRAConfig(preset="minilm", model=model_path, method="qlora", target_modules="attention_output",
                        lora_r=16, lora_alpha=32, learning_rate=2e-4, epochs=args.epochs, batch_size=args.batch_size,
                        use_gpu=True, gpu_memory_gb=args.gpu_memory_gb, data_dir=prepared.data_dir,

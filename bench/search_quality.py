@@ -2,11 +2,12 @@
 same wall-clock budget, several searcher seeds.
 
     python bench/search_quality.py --data ../shared/data/fake_reviews/fake_reviews_dataset.csv.gz \
-        --minutes 13 --seeds 42 7 --previous dc8d7a0 --out bench/results/search-quality
+        --minutes 12 --seeds 42 7 --previous dc8d7a0 --out bench/results/search-quality
 
-Each design is the default command a user runs (`python -m tune.search minilm --data ...`, the `cpu`
-profile of that design) with `--baselines fast`, started in its own process and stopped with
-SIGINT at the budget if still running; the previous design runs from a git worktree of its commit.
+Each design is the default command a user runs (`python -m tune.search minilm --data ...`: the `cpu`
+profile and every baseline of that design, plus --seed), started in its own process and stopped
+with SIGINT at the budget if still running. Each design runs from a fresh git worktree of its
+commit (the current one: HEAD), so what runs is exactly what is committed.
 Both profiles test on the same 600 reviews (the data contract's split, then a seeded subsample
 of each split that does not depend on the other splits' sizes; the script checks it).
 
@@ -14,7 +15,8 @@ A trial counts from the moment its last epoch ended (its record's history: start
 seconds), measured from the search process's start. At each minute the curve shows the test
 macro-F1 of the trial the design itself would choose among those finished: the previous design
 chose by validation F1 of `real`, this one by its selection metric (validation macro-F1, constant
-predictors last). The TF-IDF line is the run's own TF-IDF + LR, chosen on validation.
+predictors last). The TF-IDF line is the run's own TF-IDF + LR, chosen by validation macro-F1 in
+both designs.
 Writes OUT/results.json, OUT/results.md and OUT/best_so_far.png; runs go to OUT/runs/ (ignored).
 """
 
@@ -44,7 +46,7 @@ def run_design(code_dir: Path, data: str, storage: Path, seed: int, minutes: flo
     """Run one search as a user would, under a wall-clock limit. Returns when and how it ended."""
     name = f"seed{seed}"
     command = [sys.executable, "-m", "tune.search", "minilm", "--data", data, "--storage", str(storage),
-               "--name", name, "--seed", str(seed), "--baselines", "fast"]
+               "--name", name, "--seed", str(seed)]
     env = {**os.environ, "PYTHONPATH": str(code_dir)}  # the design's own modules, in Ray's workers too
     started = time.time()
     log = open(storage / f"{name}.log", "w")
@@ -84,7 +86,8 @@ def curve(run: dict, design: str, minutes: float) -> dict:
     for t in grid:
         done = [r for at, r in trials if at <= t]
         best.append(100 * max(done, key=choose)["test"]["macro_f1"] if done else None)
-    tfidf_line = 100 * max(tfidf, key=lambda r: r["val"]["f1"])["test"]["macro_f1"] if tfidf else None
+    # The reference line, chosen the same way in both designs: validation macro-F1.
+    tfidf_line = 100 * max(tfidf, key=lambda r: r["val"]["macro_f1"])["test"]["macro_f1"] if tfidf else None
     reached = next((float(t) for t, b in zip(grid, best) if b is not None and tfidf_line is not None
                     and b >= tfidf_line), None)
     chosen = max((r for _, r in trials), key=choose) if trials else None
@@ -171,7 +174,7 @@ def summary(results: dict) -> str:
         shown = ", ".join("not within the budget" if v is None else f"{v:.2f}" for v in values)
         parts.append(f"{design}: {shown} minutes to reach its TF-IDF line")
     current, previous = times.get("current", []), times.get("previous", [])
-    if current and all(v is not None for v in current):
+    if current and all(v is not None for v in current) and np.mean(current) > 0:
         mean_current = float(np.mean(current))
         if previous and all(v is not None for v in previous):
             ratio = f"{np.mean(previous) / mean_current:.1f}x"
@@ -184,29 +187,29 @@ def summary(results: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--minutes", type=float, default=13.0, help="wall-clock budget of each search")
+    parser.add_argument("--minutes", type=float, default=12.0, help="wall-clock budget of each search")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
     parser.add_argument("--previous", default="dc8d7a0", help="commit of the previous search design")
     parser.add_argument("--out", default="bench/results/search-quality")
     args = parser.parse_args()
     out = (ROOT / args.out).resolve()
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    previous_dir = out / "runs" / "previous-code"
-    if not previous_dir.exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(previous_dir), args.previous], cwd=ROOT, check=True)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
-    results = {"minutes": args.minutes, "seeds": args.seeds, "designs": {},
-               "commits": {"previous": args.previous, "current": head + ("+changes" if dirty else "")},
+    commits = {"current": head, "previous": args.previous}
+    code = {}
+    for design, commit in commits.items():
+        code[design] = out / "runs" / f"{design}-code"
+        if not code[design].exists():
+            subprocess.run(["git", "worktree", "add", "--detach", str(code[design]), commit], cwd=ROOT, check=True)
+    results = {"minutes": args.minutes, "seeds": args.seeds, "designs": {}, "commits": commits,
                "machine": f"{os.cpu_count()} cores, no GPU", "data": args.data}
     data = str(Path(args.data).resolve())
     for seed in args.seeds:
-        for design, code in (("previous", previous_dir), ("current", ROOT)):
+        for design in ("current", "previous"):
             storage = out / "runs" / design
             storage.mkdir(exist_ok=True)
             print(f"{design} design, seed {seed}: running for up to {args.minutes} minutes...", flush=True)
-            run = run_design(code, data, storage, seed, args.minutes)
+            run = run_design(code[design], data, storage, seed, args.minutes)
             run["curve"] = curve(run, design, args.minutes)
             results["designs"].setdefault(design, {})[str(seed)] = run
             final = run["curve"]["final"]

@@ -42,29 +42,25 @@ def minilm_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory, minilm_tokenizer) -> str:
     """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as a local model folder."""
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
-    BertModel(config).save_pretrained(folder)
-    minilm_tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_bert(tmp_path_factory.mktemp("tiny_bert"), minilm_tokenizer, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64)
 
 
 @pytest.fixture(scope="session")
 def slow_bert(tmp_path_factory, minilm_tokenizer) -> str:
     """A 24-layer, 384-wide BERT (random weights): a smoke epoch takes about 30 s on one thread,
     longer than a graceful stop (about 12 s), so a signal lands while a trial is mid-way."""
+    return save_bert(tmp_path_factory.mktemp("slow_bert"), minilm_tokenizer, hidden_size=384, num_hidden_layers=24,
+                     num_attention_heads=12, intermediate_size=1536)
+
+
+def save_bert(folder, tokenizer, **sizes) -> str:
+    """A BERT of the given sizes with random weights and MiniLM's tokenizer, as a local model folder."""
     from transformers import BertConfig, BertModel
 
-    folder = tmp_path_factory.mktemp("slow_bert")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=384, num_hidden_layers=24,
-                        num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512)
-    BertModel(config).save_pretrained(folder)
-    minilm_tokenizer.save_pretrained(folder)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **sizes)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return str(folder)
 
 

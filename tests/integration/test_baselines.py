@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory, reviews_path, minilm_tokenizer):
-    profile = RunProfile("sample", 1, {"train": 800, "val": 200, "test": 300}, 128)
+    profile = RunProfile("sample", 1, {"train": 800, "val": 200, "test": 300}, 128, epochs=1)
     data = prepare_data(str(reviews_path), profile, minilm_tokenizer, "minilm", tmp_path_factory.mktemp("run"))
     args = (data.data_dir, data.tokens_file, "minilm", data.split_hash, data.max_length, "mean",
             minilm_tokenizer.pad_token_id)

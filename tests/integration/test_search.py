@@ -58,7 +58,8 @@ def test_seeded_configurations_ran_first_and_each_method_drew_its_own_settings(s
     records = sorted((r for r in map(read_record, find_records(run_dir)) if r["method"] in ("qlora", "lora", "full")),
                      key=lambda r: r["history"][0]["started_at"])
     seeds = load_preset("minilm").SEEDS
-    firsts = [{k: r["params"][k] for k in seed} for r, seed in zip(records, seeds)]
-    assert sorted(map(str, firsts)) == sorted(map(str, seeds))  # 2 at a time: either may start first
+    firsts = records[:len(seeds)]  # 2 at a time: either seed may start first
+    for seed in seeds:
+        assert any(all(r["params"].get(k) == v for k, v in seed.items()) for r in firsts), seed
     for record in records:
         assert ("lora_r" in record["params"]) == (record["method"] != "full")
