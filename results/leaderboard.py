@@ -61,8 +61,9 @@ def failed(records: list[dict]) -> list[dict]:
 
 def run_metric(run_dir: str) -> str:
     """The selection metric the search in `run_dir` was started with (run.json), else the default."""
-    state = storage.join(run_dir, "run.json")
-    return json.loads(storage.read_text(state)).get("metric", DEFAULT_METRIC) if storage.exists(state) else DEFAULT_METRIC
+    from tune.run_state import read_state
+
+    return (read_state(run_dir) or {}).get("metric", DEFAULT_METRIC)
 
 
 def rank(records: list[dict], metric: str = DEFAULT_METRIC) -> list[dict]:

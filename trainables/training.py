@@ -105,6 +105,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
         test_labels, test_prob = predict(model, data["test"][0], data["test"][1], config.batch_size, pad_id, device)
         stats["eval_seconds"] = time.perf_counter() - started
         val = classification_metrics(val_labels, val_prob)
+        score = selection_score(val, config.selection_metric)
         history.append({"epoch": epoch + 1, "val": val, **stats, **({"placement": placement} if placement else {})})
         weights = trainable_state_dict(model)
         record = {
@@ -115,7 +116,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
             "params": searched.searched_params(),
             "config": config.to_dict(),  # as trained: micro-batch, accumulation, checkpointing
             "epochs_run": epoch + 1,
-            "selection": {"metric": config.selection_metric, "val_score": selection_score(val, config.selection_metric)},
+            "selection": {"metric": config.selection_metric, "val_score": score},
             "started_at_epochs": starts,
             "val": val,
             "test": classification_metrics(test_labels, test_prob),
@@ -141,7 +142,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
                         "epoch": epoch + 1, "history": history, "starts": starts, "rng": rng_state()},
                        os.path.join(folder, STATE_FILE))
             if report:
-                report({"epoch": epoch + 1, SCORE: selection_score(val, config.selection_metric),
+                report({"epoch": epoch + 1, SCORE: score,
                         "val_f1": val["f1"], "train_loss": stats["train_loss"],
                         # False for a trial ASHA or the time budget stops: Optuna hears it as pruned
                         "schedule_done": epoch + 1 == config.epochs}, folder)

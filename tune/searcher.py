@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import warnings
 
+import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from trainables.errors import ConfigError
 from trainables.metrics import selection_score
 from trainables.training import SCORE
 from tune.space import DefineByRun, optuna_distribution, optuna_domains, optuna_params
 
 
 def tpe_sampler(seed: int):
-    import optuna
-
     with warnings.catch_warnings():  # multivariate and group are "experimental" since Optuna 2.2
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # multivariate + group: Optuna's TPE for conditional (define-by-run) spaces, modelling the
@@ -56,15 +56,13 @@ class EpochAwareOptunaSearch(OptunaSearch):
             self.on_trial_result(trial_id, result)
         stopped_early = result is not None and not error and result.get("schedule_done") is False
         if stopped_early and trial_id not in self._completed_trials:
-            self._ot_study.tell(self._ot_trials[trial_id], state=pruned_state())
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
 
     def add_finished(self, records: list[dict], metric: str) -> int:
         """Add every fine-tuning record with validation metrics to the study; returns how many."""
-        import optuna
-
         added = 0
         for record in records:
             if "val" not in record or not record.get("history"):
@@ -72,7 +70,7 @@ class EpochAwareOptunaSearch(OptunaSearch):
             settings = record["params"]
             try:
                 params = optuna_params(settings, self.space_data)
-            except Exception:  # a trial from a space this preset no longer has
+            except ConfigError:  # a trial from a space this preset no longer has
                 continue
             steps = {h["epoch"]: selection_score(h["val"], metric) for h in record["history"]}
             done = record["epochs_run"] >= settings.get("epochs", record["epochs_run"])
@@ -81,14 +79,8 @@ class EpochAwareOptunaSearch(OptunaSearch):
                 distributions={name: optuna_distribution(domain)
                                for name, domain in optuna_domains(settings, self.space_data).items()},
                 value=selection_score(record["val"], metric) if done else None,
-                state=optuna.trial.TrialState.COMPLETE if done else pruned_state(),
+                state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED,
                 intermediate_values=steps,
             ))
             added += 1
         return added
-
-
-def pruned_state():
-    import optuna
-
-    return optuna.trial.TrialState.PRUNED
