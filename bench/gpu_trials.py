@@ -45,7 +45,7 @@ def prepare(data: str, tokenizer, model_path: str, folder: Path, train_rows: int
     prepared = prepare_data(data, RunProfile("bench", 1, rows, None, epochs=1), tokenizer, model_path, folder)
     return QLoRAConfig(preset="minilm", model=model_path, method="qlora", target_modules="attention_output",
                        lora_r=16, lora_alpha=32, learning_rate=2e-4, epochs=args.epochs, batch_size=args.batch_size,
-                       use_gpu=True, gpu_memory_gb=args.gpu_memory_gb, data_dir=prepared.data_dir,
+                       use_gpu=True, gpu_memory_gb=args.gpu_memory_gb, run_dir=prepared.run_dir,
                        tokens_file=prepared.tokens_file, split_hash=prepared.split_hash,
                        max_length=prepared.max_length)
 

@@ -1,4 +1,5 @@
-"""Export a run's best trial (by the run's validation selection metric) as a self-contained bundle.
+"""Export a run's best fine-tune (by the run's validation selection metric), or any trial or
+baseline with --trial, as a self-contained bundle.
 
     python -m results.export RUN_DIR --out DIR [--trial ID] [--merge]
 
@@ -21,20 +22,35 @@ from pathlib import Path
 
 import torch
 
-from results.leaderboard import ci_text, leaderboard_rows, load_records, rank, run_metric
+from results.leaderboard import ci_text, leaderboard_rows, load_records, rank, run_metric, scored
 from trainables import storage
+from trainables.config import METHODS
 from trainables.errors import UserError
-from trainables.metrics import DEFAULT_METRIC
+from trainables.metrics import DEFAULT_METRIC, selection_score
+from trainables.run_folder import RunFolder
 
 BUNDLE_FILE = "bundle.json"
 
 
-def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_METRIC) -> dict:
-    if trial is None:  # the leaderboard's top row: best validation score, constant predictors last
-        return rank(records, metric)[0]
+def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_METRIC) -> tuple[dict, str]:
+    """(the record to export, why it was chosen). Default: the fine-tune with the best validation
+    score (constant predictors last), whatever a baseline scored."""
+    if trial is None:
+        fine_tunes = [r for r in scored(records) if r["method"] in METHODS]
+        if not fine_tunes:
+            raise UserError("No fine-tuning trial finished an epoch, so there is no adapter to export. "
+                            "Export a baseline with --trial ID: "
+                            f"{', '.join(sorted(str(r.get('trial_id')) for r in scored(records)))}.")
+        best = rank(fine_tunes, metric)[0]
+        return best, (f"the best fine-tune by validation {metric} "
+                      f"({100 * selection_score(best['val'], metric):.2f}); --trial ID exports any other, "
+                      "baselines included")
     for record in records:
         if record.get("trial_id") == trial:
-            return record
+            if "val" not in record:
+                raise UserError(f"Trial '{trial}' failed before its first epoch ({record.get('error')}); "
+                                "there is nothing to export.")
+            return record, "chosen with --trial"
     raise UserError(f"No trial '{trial}' in this run. Trials: "
                     f"{', '.join(sorted(str(r.get('trial_id')) for r in records))}.")
 
@@ -46,18 +62,21 @@ def latest_checkpoint(train_run_dir: str) -> str:
     return checkpoints[-1]
 
 
-def train_run_dir(record: dict) -> str:
-    """The trial's Ray Train folder inside the run folder where its record is now (RUN/trials/<id>/
-    record.json), not where the search wrote it: a run folder copied out of a bucket or off a
-    cluster's shared disk exports from the copy."""
-    run_folder = storage.parent(storage.parent(storage.parent(record["record_path"])))
-    return storage.join(run_folder, "train", storage.name(record["train_run_dir"]))
+def train_run_dir(folder: RunFolder, record: dict) -> str:
+    """The trial's Ray Train folder in the run folder where it is now, not where the search wrote
+    it: a run folder copied out of a bucket or off a cluster's shared disk exports from the copy."""
+    return folder.train_run(storage.name(record["train_run_dir"]))
 
 
-def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool = False) -> Path:
-    records = load_records(run_dir)
-    metric = run_metric(run_dir)
-    record = choose_record(records, trial, metric)
+def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool = False,
+           trust_remote_code: bool = False) -> Path:
+    folder = RunFolder.at(run_dir)
+    records = load_records(folder.path)
+    metric = run_metric(folder.path)
+    record, reason = choose_record(records, trial, metric)
+    if needs_remote_code(record) and not trust_remote_code:
+        raise UserError(f"Trial {record['trial_id']}'s model {record['model']} runs code from its model "
+                        "repository. If you trust it, pass --trust-remote-code.")
     final = Path(out)
     if final.exists() and any(final.iterdir()):
         raise UserError(f"{final} exists and is not empty; choose a new --out folder.")
@@ -66,7 +85,7 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
     out.mkdir(parents=True)
     try:
         if record["method"] in ("qlora", "lora", "full"):
-            bundle = export_fine_tune(record, out, merge)
+            bundle = export_fine_tune(folder, record, out, merge)
         else:
             bundle = export_baseline(record, out)
     except BaseException:
@@ -79,7 +98,8 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
         "label_map": {"0": "fake", "1": "real"},
         "metrics": {"val": record["val"], "test": record["test"]},
         "split_hash": record["split_hash"],
-        "exported_from": storage.absolute(run_dir),
+        "exported_from": folder.path,
+        "chosen": reason,
     })
     (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=1))
     row = next(r for r in leaderboard_rows(records, metric) if r["record_path"] == record["record_path"])
@@ -90,7 +110,7 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
     return final
 
 
-def export_fine_tune(record: dict, out: Path, merge: bool) -> dict:
+def export_fine_tune(folder: RunFolder, record: dict, out: Path, merge: bool) -> dict:
     from safetensors.torch import load
 
     from trainables.config import QLoRAConfig
@@ -102,11 +122,11 @@ def export_fine_tune(record: dict, out: Path, merge: bool) -> dict:
     )
     from trainables.training import WEIGHTS_FILE
 
-    config = QLoRAConfig.from_dict(record["config"])
-    checkpoint = latest_checkpoint(train_run_dir(record))
+    config = QLoRAConfig.from_dict(record["config"])  # trust_remote_code: checked by export()
+    checkpoint = latest_checkpoint(train_run_dir(folder, record))
     model = build_classifier(config, torch.device("cpu"))
     load_trainable_state_dict(model, load(storage.read_bytes(storage.join(checkpoint, WEIGHTS_FILE))))
-    load_tokenizer(config.model, config.trust_remote_code).save_pretrained(out / "tokenizer")
+    load_tokenizer(config.model, config.trust_remote_code, config.model_revision).save_pretrained(out / "tokenizer")
     if config.method == "full":
         model.save_pretrained(out / "model")
         kind = "full"
@@ -119,10 +139,12 @@ def export_fine_tune(record: dict, out: Path, merge: bool) -> dict:
         "kind": kind,
         "base_model": config.model,
         "base_model_path": resolve_model_path(config.model),
-        "base_model_revision": getattr(model.config, "_commit_hash", None),
+        "base_model_revision": config.model_revision,  # what training loaded; predict loads it too
         "trust_remote_code": config.trust_remote_code,
         "quantization": {"method": "bitsandbytes", "quant_type": "nf4", "double_quant": True,
-                         "compute_dtype": "bfloat16"} if config.quantize else None,
+                         # as trained: trainables/quantize.nf4_config computes in float32 on a CPU
+                         "compute_dtype": "float32" if record.get("device") == "cpu" else "bfloat16",
+                         } if config.quantize else None,
         "max_length": config.max_length,
         "config": config.to_dict(),
     }
@@ -143,6 +165,16 @@ def write_merged(config, out: Path) -> None:
     shutil.copytree(out / "tokenizer", out / "merged", dirs_exist_ok=True)
 
 
+def needs_remote_code(record: dict) -> bool:
+    """Rebuilding this record's model runs code from its model repository (a fine-tune of a remote-
+    code model, or an embedding baseline whose backbone is one)."""
+    if record["method"].startswith("embed-"):
+        from search_spaces import load_preset
+
+        return load_preset(record["preset"]).TRUST_REMOTE_CODE
+    return bool(record.get("config", {}).get("trust_remote_code"))
+
+
 def export_baseline(record: dict, out: Path) -> dict:
     from trainables.baselines import MODEL_FILE
 
@@ -150,8 +182,8 @@ def export_baseline(record: dict, out: Path) -> dict:
     if not storage.exists(source):
         raise UserError(f"{source} is missing; rerun the baseline to export it.")
     (out / MODEL_FILE).write_bytes(storage.read_bytes(source))
-    print("warning: baseline bundles hold a joblib pickle; loading one runs code. "
-          "Load only bundles you made or trust.", file=sys.stderr)
+    print("warning: baseline bundles hold a joblib pickle; loading one runs code, so results.predict "
+          "asks for --trust-pickle. Load only bundles you made or trust.", file=sys.stderr)
     config = record["config"]
     bundle = {"kind": "baseline", "model_file": MODEL_FILE, "config": config}
     if record["method"].startswith("embed-"):
@@ -191,17 +223,19 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="a run folder written by python -m tune.search")
     parser.add_argument("--out", required=True, help="new folder for the bundle")
-    parser.add_argument("--trial", help="trial id to export (default: best validation F1)")
+    parser.add_argument("--trial", help="trial or baseline id to export (default: the fine-tune with the best "
+                                        "validation score by the run's selection metric)")
     parser.add_argument("--merge", action="store_true", help="also write the adapter merged into a bf16 base")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run the base model's own code to rebuild it (Stella needs it: only models you trust)")
     args = parser.parse_args(argv)
     try:
-        out = export(args.run_dir, args.out, args.trial, args.merge)
+        out = export(args.run_dir, args.out, args.trial, args.merge, args.trust_remote_code)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     bundle = json.loads((out / BUNDLE_FILE).read_text())
-    print(f"Exported trial {bundle['trial_id']} ({bundle['method']}, validation F1 "
-          f"{100 * bundle['metrics']['val']['f1']:.2f}) to {out}")
+    print(f"Exported trial {bundle['trial_id']} ({bundle['method']}; {bundle['chosen']}) to {out}")
     return 0
 
 

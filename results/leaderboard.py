@@ -26,6 +26,7 @@ from trainables import storage
 from trainables.errors import UserError
 from trainables.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, selection_score
 from trainables.record import find_records, read_record
+from trainables.run_folder import RunFolder
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -61,9 +62,7 @@ def failed(records: list[dict]) -> list[dict]:
 
 def run_metric(run_dir: str) -> str:
     """The selection metric the search in `run_dir` was started with (run.json), else the default."""
-    from tune.run_state import read_state
-
-    return (read_state(run_dir) or {}).get("metric", DEFAULT_METRIC)
+    return (RunFolder.at(run_dir).read_state() or {}).get("metric", DEFAULT_METRIC)
 
 
 def rank(records: list[dict], metric: str = DEFAULT_METRIC) -> list[dict]:

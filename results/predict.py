@@ -1,6 +1,6 @@
 """Classify reviews with an exported bundle.
 
-    python -m results.predict BUNDLE INPUT [--out FILE] [--text-col NAME]
+    python -m results.predict BUNDLE INPUT [--out FILE] [--text-col NAME] [--trust-pickle] [--trust-remote-code]
 
 INPUT: .csv/.csv.gz/.tsv/.parquet/.jsonl with a text column (text_, text, review or --text-col),
 or .txt with one review per line. Writes a CSV with the text, the predicted label (fake/real) and
@@ -54,12 +54,24 @@ def read_bundle(folder: str | Path) -> dict:
     return bundle
 
 
-def predict_texts(folder: str | Path, texts: list[str], progress: bool = True) -> np.ndarray:
+def check_trust(bundle: dict, trust_pickle: bool, trust_remote_code: bool) -> None:
+    """Code from outside runs only when the command line says so, whatever bundle.json says."""
+    if bundle["kind"] == "baseline" and not trust_pickle:
+        raise UserError(f"This {bundle['method']} bundle's model is a joblib pickle, and loading a pickle runs "
+                        "whatever code it holds. If you trust where this bundle came from, pass --trust-pickle.")
+    if bundle.get("trust_remote_code") and not trust_remote_code:
+        raise UserError(f"The base model {bundle['base_model']} runs code from its model repository. If you "
+                        "trust it, pass --trust-remote-code.")
+
+
+def predict_texts(folder: str | Path, texts: list[str], progress: bool = True, trust_pickle: bool = False,
+                  trust_remote_code: bool = False) -> np.ndarray:
     """Probability of `real` for each text."""
     from transformers import AutoTokenizer
 
     folder = Path(folder)
     bundle = read_bundle(folder)
+    check_trust(bundle, trust_pickle, trust_remote_code)
     if bundle["method"] == "tfidf-logreg":
         import joblib
 
@@ -77,7 +89,7 @@ def predict_texts(folder: str | Path, texts: list[str], progress: bool = True) -
         from trainables.baselines import predict_real
         from trainables.embeddings import embed, load_backbone
 
-        backbone = load_backbone(bundle["base_model"], bundle["pooling"], bundle["trust_remote_code"], device)
+        backbone = load_backbone(bundle["base_model"], bundle["pooling"], trust_remote_code, device)
         features = embed(backbone, ids, pad_id, device)
         return predict_real(bundle["method"], joblib.load(folder / bundle["model_file"]), features)
 
@@ -85,7 +97,7 @@ def predict_texts(folder: str | Path, texts: list[str], progress: bool = True) -
     from trainables.model import load_base
     from trainables.training import predict
 
-    config = QLoRAConfig.from_dict(bundle["config"])
+    config = QLoRAConfig.from_dict({**bundle["config"], "trust_remote_code": trust_remote_code})
     if bundle["kind"] == "full":
         model = load_base(config, device, path=str(folder / "model"))
     else:
@@ -104,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help="reviews to classify")
     parser.add_argument("--out", default="predictions.csv", help="output CSV (default: predictions.csv)")
     parser.add_argument("--text-col", help="text column of INPUT")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="load a baseline bundle's joblib pickle (it can run code: only bundles you trust)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run the base model's own code (Stella needs it: only models you trust)")
     args = parser.parse_args(argv)
     try:
-        read_bundle(args.bundle)
+        check_trust(read_bundle(args.bundle), args.trust_pickle, args.trust_remote_code)
         texts = read_texts(args.input, args.text_col)
-        prob = predict_texts(args.bundle, texts)
+        prob = predict_texts(args.bundle, texts, trust_pickle=args.trust_pickle,
+                             trust_remote_code=args.trust_remote_code)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -63,6 +63,19 @@ def largest_micro_batch(model: torch.nn.Module, config: QLoRAConfig, device: tor
     return batch
 
 
+def probe_batch(config, batch: int, length: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """`batch` rows of `length` tokens, as costly as real reviews of that length: one ordinary
+    token repeated, each row ending in the end-of-sequence token when the model has one (T5's
+    classification head reads the eos position and refuses rows without it)."""
+    eos = getattr(config, "eos_token_id", None)
+    token = min(1000, config.vocab_size - 1)
+    token = token - 1 if token == eos else token
+    ids = torch.full((batch, length), token, dtype=torch.long, device=device)
+    if eos is not None:
+        ids[:, -1] = eos
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
 def fits(model: torch.nn.Module, batch: int, length: int, device: torch.device, cap: float) -> bool:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     torch.cuda.empty_cache()
@@ -70,13 +83,11 @@ def fits(model: torch.nn.Module, batch: int, length: int, device: torch.device, 
     model.train()
     try:
         optimizer_state = torch.empty(2 * trainable, dtype=torch.float32, device=device)  # AdamW moments
-        token = min(1000, model.config.vocab_size - 1)  # any real token: the cost is the same
-        ids = torch.full((batch, length), token, dtype=torch.long, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+            logits = model(**probe_batch(model.config, batch, length, device)).logits
         logits.float().sum().backward()
         ok = torch.cuda.max_memory_allocated(device) <= HEADROOM * cap
-        del optimizer_state, ids, logits
+        del optimizer_state, logits
     except torch.OutOfMemoryError:
         ok = False
     model.zero_grad(set_to_none=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from trainables import storage
 from trainables.errors import ConfigError
 from trainables.metrics import SELECTION_METRICS
 
@@ -45,6 +44,9 @@ class QLoRAConfig:
     method: str = "qlora"
     target_modules: str = ""  # a name in the preset's TARGET_MODULES; empty = its first
     trust_remote_code: bool = False
+    # The hub commit of `model` that the search resolved when it started: every trial, export and
+    # predict load exactly it (None for a local folder or the packaged model)
+    model_revision: str | None = None
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -66,8 +68,9 @@ class QLoRAConfig:
     gpu_memory_gb: float = 8.0  # CUDA memory cap of the trial's process
     gpu_fraction: float = 1.0  # of one GPU, as Ray schedules it: 1/K packs K trials on a card
     cpus_per_worker: int = 1
-    # Where the run's prepared data lives (set by tune.search)
-    data_dir: str = ""
+    # The run folder (trainables/run_folder.py) whose prepared data the trial reads and where its
+    # record and checkpoints go; set by tune.search
+    run_dir: str = ""
     tokens_file: str = ""
     split_hash: str = ""
 
@@ -117,9 +120,10 @@ class QLoRAConfig:
         return {key: getattr(self, key) for key in keys}
 
     @property
-    def run_dir(self) -> str:
-        """The run folder: the prepared data's parent, shared by every node of a cluster."""
-        return storage.parent(self.data_dir)
+    def data_dir(self) -> str:
+        from trainables.run_folder import RunFolder
+
+        return RunFolder(self.run_dir).data
 
     @property
     def quantize(self) -> str | None:

@@ -1,8 +1,9 @@
 """Load, validate, clean and split a review dataset, once per run.
 
-The contract (DESIGN.md): a text column and a label column; fake (`CG`) = 0, real (`OR`) = 1;
-empty and exact-duplicate texts dropped; stratified split, test 20 %, then validation 10 % of the
-rest, seed 42. A hash of which texts landed in which split goes into every result record.
+The contract (DESIGN.md): a text column and a label column; fake (`CG`) = 0, real (`OR`) = 1
+(numeric labels: 0 = fake unless --fake-label says which value is fake); empty and null texts
+dropped; a text that appears with both labels dropped everywhere, other exact duplicates kept
+once; stratified split, test 20 %, then validation 10 % of the rest, seed 42. A hash of which texts landed in which split goes into every result record.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ class CleanReport:
     rows_read: int
     empty_dropped: int
     duplicates_dropped: int
+    conflicting_dropped: int = 0  # rows whose text appears with both labels
+    label_mapping: str = ""  # how the file's label values were read, e.g. "CG = fake, OR = real"
 
     def summary(self) -> str:
         return (
-            f"{self.rows_read} rows read, {self.empty_dropped} empty texts and "
-            f"{self.duplicates_dropped} exact-duplicate texts dropped"
+            f"{self.rows_read} rows read, {self.empty_dropped} empty texts, "
+            f"{self.conflicting_dropped} rows of texts labelled both ways and "
+            f"{self.duplicates_dropped} exact-duplicate texts dropped; labels {self.label_mapping}"
         )
 
 
@@ -84,43 +88,59 @@ def find_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, 
     )
 
 
-def map_labels(values: pd.Series) -> pd.Series:
-    """CG/OR, fake/real and 0/1 (any case) -> 0 = fake, 1 = real."""
+def label_text(values: pd.Series) -> pd.Series:
     as_text = values.astype(str).str.strip().str.lower()
-    as_text = as_text.str.replace(r"^([01])\.0$", r"\1", regex=True)  # 1.0 read from floats
+    return as_text.str.replace(r"^(-?\d+)\.0$", r"\1", regex=True)  # 1.0 read from floats
+
+
+def map_labels(values: pd.Series, fake_label: str | None = None) -> tuple[pd.Series, str]:
+    """(0 = fake / 1 = real, the mapping used as text). CG/OR and fake/real (any case) are read
+    by name; 0/1 as 0 = fake; any two values with `fake_label` naming the fake one."""
+    as_text = label_text(values)
     distinct = sorted(set(as_text))
     if len(distinct) != 2:
         shown = ", ".join(repr(v) for v in distinct[:20])
         raise DataError(
             f"The label column must hold exactly two classes; found {len(distinct)}: {shown}."
         )
-    unknown = [v for v in distinct if v not in LABEL_VALUES]
-    mapped = {LABEL_VALUES.get(v) for v in distinct}
-    if unknown or mapped != {0, 1}:
-        raise DataError(
-            f"Unknown label values {', '.join(repr(v) for v in distinct)}. "
-            "Use CG/OR, fake/real or 0/1 (fake = 0, real = 1)."
-        )
-    return as_text.map(LABEL_VALUES).astype("int64")
+    if fake_label is not None:
+        fake = label_text(pd.Series([fake_label]))[0]
+        if fake not in distinct:
+            raise DataError(f"--fake-label {fake_label!r} is not one of the label values "
+                            f"({', '.join(repr(v) for v in distinct)}).")
+        mapping = {value: int(value != fake) for value in distinct}
+    else:
+        mapping = {value: LABEL_VALUES.get(value) for value in distinct}
+        if set(mapping.values()) != {0, 1}:
+            raise DataError(
+                f"Unknown label values {', '.join(repr(v) for v in distinct)}. Use CG/OR, fake/real "
+                "or 0/1 (0 = fake), or name the value that means fake with --fake-label VALUE."
+            )
+    shown = ", ".join(f"{value} = {LABEL_NAMES[label]}" for value, label in sorted(mapping.items(), key=lambda kv: kv[1]))
+    return as_text.map(mapping).astype("int64"), shown
 
 
 def load_reviews(
-    path: str | Path, text_col: str | None = None, label_col: str | None = None
+    path: str | Path, text_col: str | None = None, label_col: str | None = None, fake_label: str | None = None,
 ) -> tuple[pd.DataFrame, CleanReport]:
-    """Read a dataset and return (frame with columns text, label) and what cleaning dropped."""
+    """Read a dataset and return (frame with columns text, label) and what cleaning did."""
     raw = read_table(path)
     text_name = find_column(raw, text_col, TEXT_COLUMNS, "text")
     label_name = find_column(raw, label_col, LABEL_COLUMNS, "label")
-    frame = pd.DataFrame({"text": raw[text_name].astype(str), "label": raw[label_name]})
+    texts = raw[text_name]
+    frame = pd.DataFrame({"text": texts.where(texts.notna(), "").astype(str), "label": raw[label_name]})
     rows_read = len(frame)
-    nonempty = frame["text"].str.strip() != ""
-    frame = frame[nonempty]
+    frame = frame[frame["text"].str.strip() != ""]  # null (Parquet, JSONL) or blank
     empty_dropped = rows_read - len(frame)
-    frame = frame.drop_duplicates(subset="text", keep="first")
-    duplicates_dropped = rows_read - empty_dropped - len(frame)
     if len(frame) == 0:
         raise DataError(f"{path} has no rows with text.")
-    frame = frame.assign(label=map_labels(frame["label"])).reset_index(drop=True)
+    labels, mapping = map_labels(frame["label"], fake_label)
+    frame = frame.assign(label=labels)
+    conflicting = frame.groupby("text")["label"].transform("nunique") > 1
+    frame = frame[~conflicting]
+    before = len(frame)
+    frame = frame.drop_duplicates(subset="text", keep="first").reset_index(drop=True)
+    duplicates_dropped = before - len(frame)
     counts = frame["label"].value_counts()
     for label, name in LABEL_NAMES.items():
         if counts.get(label, 0) < MIN_ROWS_PER_CLASS:
@@ -128,7 +148,7 @@ def load_reviews(
                 f"Class '{name}' has {counts.get(label, 0)} rows after cleaning; "
                 f"at least {MIN_ROWS_PER_CLASS} are needed to split it."
             )
-    return frame, CleanReport(rows_read, empty_dropped, duplicates_dropped)
+    return frame, CleanReport(rows_read, empty_dropped, duplicates_dropped, int(conflicting.sum()), mapping)
 
 
 def split_reviews(frame: pd.DataFrame, seed: int = 42) -> pd.DataFrame:

@@ -22,10 +22,23 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-def load_tokenizer(model: str, trust_remote_code: bool = False):
+def model_revision(model: str, trust_remote_code: bool = False) -> str | None:
+    """The hub commit that `model` resolves to now (None for a local folder): a search pins it, so
+    its trials, export and predict all load the same weights and code."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise UserError(f"Could not load model '{model}': {error}\n"
+                        "Pass --model with a local model folder, or run where the model hub is reachable.") from error
+    return getattr(config, "_commit_hash", None)
+
+
+def load_tokenizer(model: str, trust_remote_code: bool = False, revision: str | None = None):
     path = resolve_model_path(model)
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as error:
         raise UserError(
             f"Could not load a tokenizer from '{model}': {error}\n"
@@ -78,7 +91,7 @@ def load_base(config: QLoRAConfig, device: torch.device, path: str | None = None
     if config.quantize == "nf4":
         from trainables.quantize import nf4_config
 
-        kwargs["quantization_config"] = nf4_config(skip_modules=preset.HEAD)
+        kwargs["quantization_config"] = nf4_config(skip_modules=preset.HEAD, device=device)
         kwargs["device_map"] = {"": device}
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -87,6 +100,7 @@ def load_base(config: QLoRAConfig, device: torch.device, path: str | None = None
             id2label=LABEL_NAMES,
             label2id={v: k for k, v in LABEL_NAMES.items()},
             trust_remote_code=config.trust_remote_code,
+            revision=None if path else config.model_revision,
             **kwargs,
         )
     except OSError as error:

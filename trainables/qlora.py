@@ -22,7 +22,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from trainables import storage
 from trainables.config import QLoRAConfig
 from trainables.memory import MemoryBudgetError, fit_budget
-from trainables.record import RECORD_NAME, read_record, write_record
+from trainables.record import read_record, write_record
+from trainables.run_folder import RunFolder
 from trainables.training import fine_tune
 
 
@@ -39,12 +40,18 @@ def run_trial(config: dict) -> None:
     accumulation (the same optimizer step). If that fails too,
     TrialFailed says why; Tune marks the trial errored and goes on, and the search writes the
     reason into the trial's record.
+
+    Only what can succeed on a retry is retried: out of memory (at half the micro-batch, here) and
+    a lost worker or node (Ray Train, from the last checkpoint). A budget refusal, a bad setting or
+    a bug fails once: the worker records it instead of raising (train_worker), Tune does not retry
+    a trial driver (tune.search: max_failures=0).
     """
     from tune.space import trial_settings  # the searcher's nested branch -> flat settings
 
-    trial = QLoRAConfig.from_dict(trial_settings(config))
+    folder = RunFolder.of_trial(config["run_dir"])
+    trial = QLoRAConfig.from_dict({**trial_settings(config), "run_dir": folder.path})
     trial_id = tune.get_context().get_trial_id()
-    record_path = trial_record_path(trial, trial_id)
+    record_path = folder.trial_record(trial_id)
     try:
         settings, _ = fit_budget(trial)
     except MemoryBudgetError as error:
@@ -56,24 +63,17 @@ def run_trial(config: dict) -> None:
         attempts.append(settings.with_micro_batch(settings.batch_size // 2))
     notes = []
     for attempt, settings in enumerate(attempts):
-        try:
-            run_train(settings, record_path, trial_id, attempt)
+        run_train(settings, record_path, trial_id, attempt)
+        record = read_record(record_path) if storage.exists(record_path) else {}
+        if record.get("status") != "failed":
             return
-        except Exception as error:
-            message = str(error)
-            if "OutOfMemoryError" not in message and "out of memory" not in message:
-                raise
-            notes.append(f"micro-batch {settings.batch_size}: {first_line(error)}")
-            if attempt + 1 < len(attempts):
+        if not record.get("out_of_memory"):
+            raise TrialFailed(record["error"])
+        notes.append(f"micro-batch {settings.batch_size}: {record['error']}")
+        if attempt + 1 < len(attempts):
                 notes.append(f"retried at micro-batch {attempts[attempt + 1].batch_size} with "
                              f"{attempts[attempt + 1].grad_accumulation} accumulation steps")
     raise TrialFailed("; ".join(notes))
-
-
-def trial_record_path(trial: QLoRAConfig, trial_id: str) -> str:
-    """RUN_DIR/trials/<trial id>/record.json: in the run folder, which every node of a cluster
-    shares, whichever node the trial ran on."""
-    return storage.join(trial.run_dir, "trials", trial_id, RECORD_NAME)
 
 
 def run_train(trial: QLoRAConfig, record_path: str, trial_id: str, attempt: int) -> None:
@@ -94,7 +94,7 @@ def run_train(trial: QLoRAConfig, record_path: str, trial_id: str, attempt: int)
         run_config=ray.train.RunConfig(
             # The same name on a resumed search: Ray Train restores this run's latest checkpoint.
             name=name,
-            storage_path=storage.join(trial.run_dir, "train"),
+            storage_path=RunFolder(trial.run_dir).train,
             callbacks=[TuneReportCallback()],
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=1),
@@ -113,34 +113,50 @@ def first_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def mark_failed(record_path: str, trial: QLoRAConfig, trial_id: str, reason: str) -> None:
-    """Keep whatever the trial measured before it failed, and say why it failed. The search calls
-    this for the trials Tune reports errored (a trial that Tune stopped is not one)."""
+def is_out_of_memory(error: BaseException) -> bool:
+    message = f"{type(error).__name__}: {error}"
+    return "OutOfMemoryError" in message or "out of memory" in message
+
+
+def mark_failed(record_path: str, trial: QLoRAConfig, trial_id: str, reason: str,
+                out_of_memory: bool = False) -> None:
+    """Keep whatever the trial measured before it failed, and say why it failed. The worker calls
+    this when training raises; the search, for the trials Tune reports errored (a trial that Tune
+    stopped is not one)."""
     record = read_record(record_path) if storage.exists(record_path) else {
         "method": trial.method, "preset": trial.preset, "model": trial.model, "trial_id": trial_id,
         "params": trial.searched_params(), "config": trial.to_dict(),
         "split_hash": trial.split_hash, "seed": trial.seed}
-    record.update(status="failed", error=reason)
+    record.update(status="failed", error=reason, out_of_memory=out_of_memory)
     write_record(record_path, record)
 
 
 def train_worker(loop_config: dict) -> None:
     """Runs inside the Ray Train worker: resume from Ray's checkpoint, report to Ray."""
     checkpoint = ray.train.get_checkpoint()
-    with checkpoint.as_directory() if checkpoint else nullcontext() as resume_from:
-        fine_tune(
-            QLoRAConfig.from_dict(loop_config["trial"]),
-            record_path=loop_config["record_path"],
-            trial_id=loop_config["trial_id"],
-            train_run=loop_config["train_run"],
-            # A GPU Ray gave this worker, or the CPU when CUDA is missing (a node that advertises
-            # GPUs it does not have, as the multi-node tests' fake GPU nodes do).
-            device=ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu"),
-            resume_from=resume_from,
-            report=report_to_ray,
-            placement={"node_id": ray.get_runtime_context().get_node_id(),
-                       "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()]},
-        )
+    trial = QLoRAConfig.from_dict(loop_config["trial"])
+    try:
+        with checkpoint.as_directory() if checkpoint else nullcontext() as resume_from:
+            train_from(trial, loop_config, resume_from)
+    except Exception as error:  # fails the same way on a retry: recorded, not raised (run_trial)
+        mark_failed(loop_config["record_path"], trial, loop_config["trial_id"], first_line(error),
+                    out_of_memory=is_out_of_memory(error))
+
+
+def train_from(trial: QLoRAConfig, loop_config: dict, resume_from: str | None) -> None:
+    fine_tune(
+        trial,
+        record_path=loop_config["record_path"],
+        trial_id=loop_config["trial_id"],
+        train_run=loop_config["train_run"],
+        # A GPU Ray gave this worker, or the CPU when CUDA is missing (a node that advertises
+        # GPUs it does not have, as the multi-node tests' fake GPU nodes do).
+        device=ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu"),
+        resume_from=resume_from,
+        report=report_to_ray,
+        placement={"node_id": ray.get_runtime_context().get_node_id(),
+                   "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()]},
+    )
 
 
 def report_to_ray(metrics: dict, checkpoint_folder: str) -> None:

@@ -9,6 +9,7 @@ and every epoch's record is complete, so a trial that ASHA stops still has its r
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import resource
@@ -34,6 +35,7 @@ from trainables.model import (
     trainable_state_dict,
 )
 from trainables.record import library_versions, read_record, write_record
+from trainables.run_folder import CHECKPOINT_RECORD, RunFolder
 from trainables.tokens import (
     collate,
     length_grouped_batches,
@@ -65,7 +67,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
     seed_everything(config.seed)
 
     data = read_tokens(storage.join(config.data_dir, config.tokens_file))
-    pad_id = load_tokenizer(config.model, config.trust_remote_code).pad_token_id or 0
+    pad_id = load_tokenizer(config.model, config.trust_remote_code, config.model_revision).pad_token_id or 0
     model = build_classifier(config, device)
     searched = config
     if device.type == "cuda":  # measure the largest micro-batch the cap allows (cached per run)
@@ -131,13 +133,15 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
             "trainable_params": trainable,
             "total_params": total_params,
             "adapter_bytes": state_dict_bytes(weights),
-            "train_run_dir": storage.join(config.run_dir, "train", train_run or trial_id),
+            "train_run_dir": RunFolder(config.run_dir).train_run(train_run or trial_id),
             "versions": library_versions(),
             "split_hash": config.split_hash,
             "seed": config.seed,
         }
         with tempfile.TemporaryDirectory() as folder:
             save_file(weights, os.path.join(folder, WEIGHTS_FILE))
+            with open(os.path.join(folder, CHECKPOINT_RECORD), "w") as handle:  # see RunFolder.settle_trial_records
+                json.dump(record, handle, indent=1)
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "epoch": epoch + 1, "history": history, "starts": starts, "rng": rng_state()},
                        os.path.join(folder, STATE_FILE))
@@ -146,7 +150,8 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
                         "val_f1": val["f1"], "train_loss": stats["train_loss"],
                         # False for a trial ASHA or the time budget stops: Optuna hears it as pruned
                         "schedule_done": epoch + 1 == config.epochs}, folder)
-        # After the checkpoint is stored: a record never claims an epoch that a crash would lose.
+        # After the checkpoint is stored: a record never claims an epoch that a crash would lose;
+        # a stop between the two leaves the checkpoint's copy ahead, which the search settles.
         write_record(record_path, record)
     return record
 
@@ -219,7 +224,7 @@ def predict(model, ids, labels, batch_size, pad_id, device, progress=False) -> t
 
 def restore(folder, model, optimizer, scheduler) -> tuple[list[dict], int, list[int]]:
     load_trainable_state_dict(model, load_file(os.path.join(folder, WEIGHTS_FILE)))
-    state = torch.load(os.path.join(folder, STATE_FILE), weights_only=False)
+    state = torch.load(os.path.join(folder, STATE_FILE), weights_only=True)  # tensors and plain data only
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
@@ -233,13 +238,18 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Every RNG's state as tensors and plain values, so a checkpoint loads with weights_only=True."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)),
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -10,7 +10,7 @@ from search_spaces.baselines import CHOICES, GRIDS
 from trainables import storage
 from trainables.baselines import BaselineConfig, run_baseline
 from trainables.embeddings import cached_embeddings, embeddings_path
-from trainables.record import RECORD_NAME
+from trainables.run_folder import RunFolder
 
 
 @ray.remote
@@ -28,7 +28,8 @@ def baseline_task(config: BaselineConfig, record_path: str, embeddings=None) -> 
 
 def baseline_configs(choice: str, preset_name: str, preset, base: dict) -> list[tuple[str, BaselineConfig]]:
     """Every grid point of the chosen baselines, validated before anything starts."""
-    embeddings_file = storage.name(embeddings_path(base["data_dir"], base["model"], base["split_hash"],
+    data_dir = RunFolder(base["run_dir"]).data
+    embeddings_file = storage.name(embeddings_path(data_dir, base["model"], base["split_hash"],
                                                    base["max_length"], preset.POOLING))
     configs = []
     for method in CHOICES[choice]:
@@ -36,24 +37,24 @@ def baseline_configs(choice: str, preset_name: str, preset, base: dict) -> list[
             configs.append((f"{method}-{index}", BaselineConfig(
                 method=method, preset=preset_name, model=base["model"], seed=base["seed"],
                 max_length=base["max_length"],
-                data_dir=base["data_dir"], embeddings_file=embeddings_file,
+                data_dir=data_dir, embeddings_file=embeddings_file,
                 split_hash=base["split_hash"], **params)))
     return configs
 
 
 def launch_baselines(configs: list[tuple[str, BaselineConfig]], preset, base: dict, pad_id: int,
-                     run_dir: str, use_gpu: bool) -> list[ray.ObjectRef]:
+                     folder: RunFolder, use_gpu: bool) -> list[ray.ObjectRef]:
     pending = [(trial_id, config) for trial_id, config in configs
-               if not storage.exists(storage.join(run_dir, "baselines", trial_id, RECORD_NAME))]
+               if not storage.exists(folder.baseline_record(trial_id))]
     embeddings = None
     if any(config.method.startswith("embed-") for _, config in pending):
         # The frozen forward pass takes a trial's share of a GPU; the classifiers stay on CPU.
         gpu = {"num_gpus": base.get("gpu_fraction", 1.0)}
         embeddings = embeddings_task.options(**(gpu if use_gpu else {"num_cpus": 1})).remote(
-            base["data_dir"], base["tokens_file"], base["model"], base["split_hash"], base["max_length"],
+            folder.data, base["tokens_file"], base["model"], base["split_hash"], base["max_length"],
             preset.POOLING, pad_id, preset.TRUST_REMOTE_CODE)
     return [
-        baseline_task.remote(config, storage.join(run_dir, "baselines", trial_id, RECORD_NAME),
+        baseline_task.remote(config, folder.baseline_record(trial_id),
                              embeddings if config.method.startswith("embed-") else None)
         for trial_id, config in pending
     ]

@@ -14,6 +14,7 @@ import numpy as np
 
 from trainables import storage
 from trainables.data import load_reviews, split_hash, split_reviews, subsample
+from trainables.run_folder import RunFolder
 from trainables.tokens import cached_tokens, choose_max_length
 from tune.profiles import RunProfile
 
@@ -23,6 +24,7 @@ MODEL_MAX_LENGTH = 512  # the study's limit; reviews past it are rare (p99 ~ 400
 
 @dataclass(frozen=True)
 class PreparedData:
+    run_dir: str
     data_dir: str
     tokens_file: str
     split_hash: str
@@ -30,14 +32,16 @@ class PreparedData:
     rows: dict[str, int]
     truncated: int
     cleaning: str
+    label_mapping: str
 
 
 def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: str,
-                 run_dir: str, text_col: str | None = None, label_col: str | None = None) -> PreparedData:
-    frame, report = load_reviews(data_path, text_col, label_col)
+                 run_dir: str, text_col: str | None = None, label_col: str | None = None,
+                 fake_label: str | None = None) -> PreparedData:
+    frame, report = load_reviews(data_path, text_col, label_col, fake_label)
     split = subsample(split_reviews(frame, seed=SPLIT_SEED), profile.rows, seed=SPLIT_SEED)
     digest = split_hash(split)
-    data_dir = storage.join(run_dir, "data")
+    data_dir = RunFolder(run_dir).data
     table = io.BytesIO()
     split.to_parquet(table, index=False)
     storage.write_bytes(storage.join(data_dir, "split.parquet"), table.getvalue())
@@ -49,6 +53,7 @@ def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: s
     max_length = choose_max_length(train_lengths, cap)
     tokens = cached_tokens(split, tokenizer, tokenizer_id, max_length, digest, data_dir)
     return PreparedData(
+        run_dir=str(run_dir),
         data_dir=data_dir,
         tokens_file=storage.name(tokens),
         split_hash=digest,
@@ -56,4 +61,5 @@ def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: s
         rows={name: int(n) for name, n in split["split"].value_counts().items()},
         truncated=int(np.sum(np.asarray(lengths) > max_length)),
         cleaning=report.summary(),
+        label_mapping=report.label_mapping,
     )

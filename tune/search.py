@@ -40,6 +40,7 @@ from pathlib import Path
 from trainables import storage as run_storage
 from trainables.errors import UserError
 from trainables.metrics import DEFAULT_METRIC, SELECTION_METRICS
+from trainables.run_folder import RUN_FOLDER_ENV, RunFolder
 from tune.interrupt import Interruption
 
 DEFAULT_STORAGE = "runs"
@@ -60,6 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "to resume or extend one")
     parser.add_argument("--text-col", help="text column (default: first of text_, text, review)")
     parser.add_argument("--label-col", help="label column (default: label)")
+    parser.add_argument("--fake-label", metavar="VALUE",
+                        help="the label value that marks a computer-generated (fake) review, for files "
+                             "whose labels are not CG/OR or fake/real (default for 0/1: 0 = fake); the "
+                             "mapping used is printed and kept in run.json")
     parser.add_argument("--profile", choices=["smoke", "cpu", "full"],
                         help="how much data and how many trials (default: full with a GPU, else cpu)")
     parser.add_argument("--model", help="override the preset's model: a hub id or a local folder "
@@ -149,7 +154,6 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
 
     from search_spaces import load_preset
     from tune.baseline_tasks import baseline_configs, launch_baselines
-    from tune.run_state import read_state, write_state
 
     preset = load_preset(args.preset)
     if args.extend is not None and args.extend < 1:
@@ -160,77 +164,58 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
         raise UserError("--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more.")
     if args.time_budget is not None and args.time_budget < 0:
         raise UserError("--time-budget takes minutes, 0 (no budget) or more.")
+    folder = RunFolder.inside(args.storage, args.name) if args.name else None
     storage = run_storage.absolute(args.storage)
     check_storage_reachable(storage)
     if args.address:  # connect first: a new search reads the cluster's GPUs
-        start_ray(args.address)
-        check_shared_storage(storage)
-    state = read_state(run_storage.join(storage, args.name)) if args.name else None
+        start_ray(args.address, folder)
+    state = folder.read_state() if folder else None
 
     if state is None:
         if args.resume or args.extend:
-            raise UserError(f"No search in {run_storage.join(storage, args.name)} to resume or extend. "
+            raise UserError(f"No search in {folder} to resume or extend. "
                             "Start one with --data, or check --storage and --name.")
-        state = prepare_new_search(args, preset, storage)
-        run_dir = state["run_dir"]
-        write_state(run_dir, state)
-        args.name = run_storage.name(run_dir)  # a generated name, for the resume hint
+        state, folder = prepare_new_search(args, preset, storage)
+        args.name = folder.name  # a generated name, for the resume hint
     else:
-        run_dir = run_storage.join(storage, args.name)
-        # The folder may have moved (copied to another machine, a cluster's shared storage): new
-        # trials read the data, and write their records, where the run folder is now.
-        state["run_dir"], state["base"]["data_dir"] = run_dir, run_storage.join(run_dir, "data")
         if state["preset"] != args.preset:
-            raise UserError(f"{run_dir} holds a '{state['preset']}' search, not '{args.preset}'.")
+            raise UserError(f"{folder} holds a '{state['preset']}' search, not '{args.preset}'.")
         if state["finished"] and not args.extend:
-            raise UserError(f"{run_dir} holds a finished search. Add trials with --extend K, "
+            raise UserError(f"{folder} holds a finished search. Add trials with --extend K, "
                             "or start a new one with another --name.")
         if not state["finished"] and args.extend:
-            raise UserError(f"The search in {run_dir} is unfinished: resume it first (same command "
+            raise UserError(f"The search in {folder} is unfinished: resume it first (same command "
                             "without --extend), then extend it.")
+        # The folder may have moved (copied to another machine, out of a bucket): trials read the
+        # data, and write their records and checkpoints, where the run folder is now.
+        state["run_dir"] = state["base"]["run_dir"] = folder.path
+        state["base"].pop("data_dir", None)  # a run.json from before run_dir
+    if args.address:
+        check_shared_storage(folder)
+    if args.extend:
+        state["extensions"] += 1
+        state["experiment"] = RunFolder.experiment_name(state["extensions"])
+        state["extend_samples"] = args.extend
+        state["finished"] = False
+    folder.write_state(state)
 
     base = state["base"]
     metric = state.setdefault("metric", DEFAULT_METRIC)  # a run.json from before --metric: the default
-    start_ray(args.address)
+    start_ray(args.address, folder)
     interruption.install()  # again: ray.init replaced the SIGTERM handler
     baselines = baseline_configs(state["baselines"], args.preset, preset, base)
-    pending = launch_baselines(baselines, preset, base, state["pad_id"], run_dir, base["use_gpu"])
+    pending = launch_baselines(baselines, preset, base, state["pad_id"], folder, base["use_gpu"])
     if baselines:
         print(f"Baselines: {len(pending)} of {len(baselines)} grid points run beside the search "
               f"({', '.join(sorted({c.method for _, c in baselines}))}).")
 
-    experiment_dir = run_storage.join(run_dir, state["experiment"]) if state["experiment"] else run_dir
     budget = time_budget_seconds(args, state)
     started = time.monotonic()
-    if not state["finished"] and run_storage.exists(run_storage.join(experiment_dir, "tuner.pkl")):
-        print(f"Resuming the unfinished search in {experiment_dir}: finished trials "
-              "stay, unfinished ones continue from their last epoch checkpoint.")
-        with interruption.fitting():
-            results = restore_tuner(experiment_dir, args.retry_errored).fit()
-        planned = state.get("extend_samples", state["num_samples"]) if state["extensions"] else state["num_samples"]
-    elif args.extend:
-        state["experiment"] = f"extend-{state['extensions'] + 1}"
-        state["extensions"] += 1
-        state["extend_samples"] = args.extend
-        state["finished"] = False
-        write_state(run_dir, state)
-        searcher = new_searcher(preset, state, seeds=[])
-        from results.leaderboard import load_records
-
-        added = searcher.add_finished([r for r in load_records(run_dir) if r["method"] in FINE_TUNES], metric)
-        print(f"Extending {run_dir} by {args.extend} trials ({state['experiment']}/), the searcher "
-              f"warm-started from every finished trial ({added}).")
-        with interruption.fitting():
-            results = new_tuner(searcher, base, args.extend, state["max_concurrent"], run_dir, state["experiment"],
-                                budget).fit()
-        planned = args.extend
-    else:
-        with interruption.fitting():
-            results = new_tuner(new_searcher(preset, state, preset.SEEDS), base, state["num_samples"],
-                                state["max_concurrent"], run_storage.parent(run_dir), run_storage.name(run_dir),
-                                budget).fit()
-        planned = state["num_samples"]
-    record_failures(results)
+    planned = state["extend_samples"] if state["extensions"] else state["num_samples"]
+    with interruption.fitting():
+        results = tuner_for(state, preset, folder, args.retry_errored, budget).fit()
+    record_failures(results, folder)
+    folder.settle_trial_records()
     if interruption.interrupted:  # Tune saved its state and returned: the search is not over
         raise SearchInterrupted(
             f"Interrupted by {interruption.name}: {results.num_terminated} of {planned} trials finished"
@@ -239,27 +224,53 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     if budget and time.monotonic() - started >= budget:
         print(f"\nTime budget of {budget / 60:g} minutes reached: {len(results)} of {planned} trials ran "
               "(those cut short keep their last finished epoch). Add trials with: "
-              f"python -m tune.search {args.preset} --storage {args.storage} --name {run_storage.name(run_dir)} "
-              "--extend K")
+              f"python -m tune.search {args.preset} --storage {args.storage} --name {folder.name} --extend K")
     for done in ray.get(pending):
         print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
     state["finished"] = True
-    write_state(run_dir, state)
+    folder.write_state(state)
 
     from results.leaderboard import format_table, load_records, write_leaderboard
 
     print(f"\nTrials ranked by validation {metric} within each method (test is reported, never used to choose):")
-    records = load_records(run_dir)
+    records = load_records(folder.path)
     print(format_table(records, metric))
-    print(f"Leaderboard with plots: {write_leaderboard(run_dir, records, metric)}/index.html")
-    return run_dir
+    print(f"Leaderboard with plots: {write_leaderboard(folder.path, records, metric)}/index.html")
+    return folder.path
 
 
-def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> dict:
-    """Check everything a user can get wrong, then prepare the data. Returns the run's state."""
+def tuner_for(state: dict, preset, folder: RunFolder, retry_errored: bool, budget: float | None):
+    """The Tuner of the run's current experiment: restored from its folder when Ray saved one
+    there, else new (the first search, or an extension that had not saved its first state)."""
+    from ray import tune
+
+    experiment = folder.experiment(state)
+    if tune.Tuner.can_restore(experiment):
+        print(f"Resuming the unfinished search in {experiment}: finished trials "
+              "stay, unfinished ones continue from their last epoch checkpoint.")
+        # param_space: trials not yet created read the data where the run folder is now
+        return tune.Tuner.restore(experiment, trainable=trainable(), param_space=state["base"],
+                                  resume_unfinished=True, restart_errored=retry_errored)
+    storage_path, name = run_storage.parent(experiment), run_storage.name(experiment)
+    if not state["extensions"]:
+        return new_tuner(new_searcher(preset, state, preset.SEEDS), state["base"], state["num_samples"],
+                         state["max_concurrent"], storage_path, name, budget)
+    from results.leaderboard import load_records
+
+    searcher = new_searcher(preset, state, seeds=[])
+    added = searcher.add_finished([r for r in load_records(folder.path) if r["method"] in FINE_TUNES],
+                                  state["metric"])
+    print(f"Extending {folder} by {state['extend_samples']} trials ({state['experiment']}/), the searcher "
+          f"warm-started from every finished trial ({added}).")
+    return new_tuner(searcher, state["base"], state["extend_samples"], state["max_concurrent"], storage_path,
+                     name, budget)
+
+
+def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[dict, RunFolder]:
+    """Check everything a user can get wrong, then prepare the data. Returns the run's state and folder."""
     import torch
 
-    from trainables.model import load_tokenizer
+    from trainables.model import load_tokenizer, model_revision
     from tune.baseline_tasks import baseline_configs
     from tune.prepare import prepare_data
     from tune.profiles import get_profile
@@ -270,6 +281,7 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> dict:
     has_gpu = ray_gpus() > 0 if args.address else torch.cuda.is_available()  # the cluster's, if any
     profile = get_profile(args.profile or ("full" if has_gpu else "cpu"))
     model = args.model or preset.MODEL
+    folder = RunFolder.inside(storage, args.name or f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     base = {
         "preset": args.preset,
         "model": model,
@@ -281,25 +293,27 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> dict:
         "gpu_memory_gb": args.gpu_memory_gb,
         "gpu_fraction": 1 / args.trials_per_gpu,
         "cpus_per_worker": args.cpus_per_trial or profile.cpus_per_trial,
+        "run_dir": folder.path,
         **preset.DEFAULTS,
     }
     check_space(preset.SPACE, base, preset.SEEDS)
-    name = args.name or f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = run_storage.join(storage, name)
 
-    print(f"Preset {args.preset}: model {model}; {profile.describe()}.")
-    tokenizer = load_tokenizer(model, preset.TRUST_REMOTE_CODE)
-    data = prepare_data(args.data, profile, tokenizer, model, run_dir, args.text_col, args.label_col)
+    base["model_revision"] = model_revision(model, preset.TRUST_REMOTE_CODE)
+    revision = f" at revision {base['model_revision']}" if base["model_revision"] else ""
+    print(f"Preset {args.preset}: model {model}{revision}; {profile.describe()}.")
+    tokenizer = load_tokenizer(model, preset.TRUST_REMOTE_CODE, base["model_revision"])
+    data = prepare_data(args.data, profile, tokenizer, model, folder.path, args.text_col, args.label_col,
+                        args.fake_label)
     print(f"Data {args.data}: {data.cleaning}; split {data.rows} (hash {data.split_hash}); "
           f"max length {data.max_length} tokens truncates {data.truncated} reviews.")
-    base.update(data_dir=data.data_dir, tokens_file=data.tokens_file, split_hash=data.split_hash,
-                max_length=data.max_length)
+    base.update(tokens_file=data.tokens_file, split_hash=data.split_hash, max_length=data.max_length)
     baseline_configs(args.baselines, args.preset, preset, base)  # refuse bad grids before starting
     return {
-        "run_dir": run_dir,
+        "run_dir": folder.path,
         "preset": args.preset,
         "profile": profile.name,
         "data": str(Path(args.data).resolve()),
+        "labels": data.label_mapping,
         "base": base,
         "pad_id": tokenizer.pad_token_id or 0,
         "baselines": args.baselines,
@@ -309,22 +323,25 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> dict:
         "metric": args.metric,
         # seconds of trials, or None; --time-budget on a later resume or extend replaces it
         "time_budget_s": None if profile.time_budget_minutes is None else 60 * profile.time_budget_minutes,
-        "experiment": "",  # the Tune experiment folder inside the run folder ("" = the run folder)
+        "experiment": RunFolder.experiment_name(0),  # the current Tune experiment, relative to the run folder
         "extensions": 0,
         "finished": False,
-    }
+    }, folder
 
 
-def start_ray(address: str | None = None) -> None:
-    """Start a local Ray instance, or connect to the cluster at `address`."""
+def start_ray(address: str | None = None, folder: RunFolder | None = None) -> None:
+    """Start a local Ray instance, or connect to the cluster at `address`. Every task and actor of
+    this job learns where the run folder is now (RUN_FOLDER_ENV), so trials restored from a moved
+    run folder write there, not where their saved config says."""
     import ray
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if ray.is_initialized():
         return
+    runtime_env = {"env_vars": {RUN_FOLDER_ENV: folder.path}} if folder else None
     if address:
         try:
-            ray.init(address=address, configure_logging=False)
+            ray.init(address=address, configure_logging=False, runtime_env=runtime_env)
         except ConnectionError as error:
             raise UserError(f"Could not connect to a Ray cluster at {address}: {error}. Start one with "
                             "`ray up cluster.yaml` (or `ray start --head` on this machine).") from error
@@ -337,7 +354,8 @@ def start_ray(address: str | None = None) -> None:
     # The dashboard serves Ray's state API; without it Ray Train cannot see that an ASHA-stopped
     # trial's controller died, never frees that trial's worker resources, and the next trial's
     # worker group times out waiting for them.
-    ray.init(include_dashboard=True, configure_logging=False, resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS})
+    ray.init(include_dashboard=True, configure_logging=False, resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS},
+             runtime_env=runtime_env)
 
 
 def ray_gpus() -> int:
@@ -362,7 +380,7 @@ def check_storage_reachable(storage: str) -> None:
                         "AWS_ENDPOINT_URL for an S3-compatible server).")
 
 
-def check_shared_storage(storage: str) -> None:
+def check_shared_storage(folder: RunFolder) -> None:
     """On a multi-node cluster every node must see the run folder: Ray no longer syncs trial files
     to the head node. A marker written here is looked for from every node, which also proves each
     node's credentials for a storage URI."""
@@ -372,7 +390,7 @@ def check_shared_storage(storage: str) -> None:
     nodes = [node for node in ray.nodes() if node["Alive"]]
     if len(nodes) < 2:
         return
-    marker = run_storage.join(storage, f".shared-check-{os.getpid()}")
+    marker = folder.shared_check_marker(str(os.getpid()))
     run_storage.write_text(marker, "written by the search driver")
     try:
         seen = ray.get([
@@ -385,7 +403,7 @@ def check_shared_storage(storage: str) -> None:
     blind = [f"{node['NodeManagerAddress']} (node {node['NodeID'][:8]})" for node, ok in zip(nodes, seen) if not ok]
     if blind:
         raise UserError(
-            f"--storage {storage} is not visible from node(s) {', '.join(blind)}: this cluster has "
+            f"--storage {folder.storage_root} is not visible from node(s) {', '.join(blind)}: this cluster has "
             f"{len(nodes)} nodes, and every trial writes its records and checkpoints there. Mount one "
             "shared folder (NFS) at the same path on every node, or use an s3:// or gs:// URI that "
             "every node has credentials for, and pass it with --storage.")
@@ -439,9 +457,12 @@ def new_tuner(searcher, base: dict, num_samples: int, max_concurrent: int | None
             num_samples=num_samples,
             max_concurrent_trials=max_concurrent,
             time_budget_s=time_budget_s,
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
         run_config=tune.RunConfig(name=name, storage_path=storage,
-                                  failure_config=tune.FailureConfig(max_failures=1)),
+                                  # A trial driver is not retried: out of memory and lost workers are retried inside it
+            # (trainables/qlora.run_trial), and anything else fails the same way again.
+            failure_config=tune.FailureConfig(max_failures=0)),
     )
 
 
@@ -453,24 +474,17 @@ def time_budget_seconds(args: argparse.Namespace, state: dict) -> float | None:
     return state.get("time_budget_s")
 
 
-def restore_tuner(path: str, retry_errored: bool):
-    from ray import tune
-
-    return tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True,
-                              restart_errored=retry_errored)
-
-
-def record_failures(results) -> None:
+def record_failures(results, folder: RunFolder) -> None:
     """Write each errored trial's reason into its record (Tune's view: a stopped trial is no error)."""
     from trainables.config import QLoRAConfig
-    from trainables.qlora import first_line, mark_failed, trial_record_path
+    from trainables.qlora import first_line, mark_failed
     from tune.space import trial_settings
 
     for result in results:
         if result.error is not None:
-            trial = QLoRAConfig.from_dict(trial_settings(result.config))
-            trial_id = Path(result.path).name.split("_")[2]  # Tune names it run_trial_<id>_<n>_...
-            mark_failed(trial_record_path(trial, trial_id), trial, trial_id, first_line(result.error))
+            trial = QLoRAConfig.from_dict({**trial_settings(result.config), "run_dir": folder.path})
+            trial_id = result.metrics["trial_id"]  # Tune sets it even before a trial's first report
+            mark_failed(folder.trial_record(trial_id), trial, trial_id, first_line(result.error))
 
 
 if __name__ == "__main__":

@@ -48,31 +48,50 @@ def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_pat
     assert f"warm-started from every finished trial ({len(records)})" in extended.stdout
     # The extension's study starts from the first search's trials with their real state: complete
     # only where the trial ran its whole schedule, pruned where ASHA or the budget cut it.
-    trials = study(run_dir / "extend-1").get_trials(deepcopy=False)[:len(records)]
+    trials = study(run_dir / "tune" / "extend-1").get_trials(deepcopy=False)[:len(records)]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == sum(r["epochs_run"] == r["params"]["epochs"] for r in records)
     assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
 
 
-@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_leaves_the_search_unfinished_and_the_same_command_resumes_it(
-        reviews_path, slow_bert, tmp_path, signal_number, exit_code):
-    # Epochs longer than the graceful stop, so the trial is stopped mid-way, not after its end.
-    command = search_command(reviews_path, slow_bert, tmp_path, "stop", "--num-samples", "2")
-    run_dir = tmp_path / "stop"
+def interrupt(command, signal_number, when):
+    """Start the search and send `signal_number` to the CLI process alone (as a shell's Ctrl-C or
+    `kill` would) once `when()` returns something; return (that, exit code, output)."""
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        interrupted = wait_for(lambda: checkpointed_mid_way(run_dir), timeout=300, what="a first epoch checkpoint")
-        process.send_signal(signal_number)  # to the CLI process alone, as a shell's Ctrl-C or `kill` would
+        seen = wait_for(when, timeout=300, what=f"the moment to send {signal.Signals(signal_number).name}")
+        process.send_signal(signal_number)
         output, _ = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == exit_code, output[-3000:]
-    assert state(run_dir)["finished"] is False
-    name = signal.Signals(signal_number).name
-    assert f"Interrupted by {name}: " in output
-    assert (f"resume it with: python -m tune.search minilm --storage {tmp_path} --name stop") in output
+    return seen, process.returncode, output
+
+
+def test_sigterm_and_ctrl_c_leave_the_search_unfinished_and_the_same_command_resumes_it(
+        reviews_path, slow_bert, tmp_path):
+    """SIGTERM mid-way through the first trial; the same command resumes it from its checkpoint,
+    and Ctrl-C (SIGINT) lands once it has finished, while the second trial trains its first epoch;
+    the same command a third time finishes the search, every trial once. slow_bert's epochs outlast
+    the graceful stop, so each signal lands while a trial is training."""
+    command = search_command(reviews_path, slow_bert, tmp_path, "stop", "--num-samples", "2")
+    run_dir = tmp_path / "stop"
+
+    def first_finished():
+        return next((r for r in fine_tune_records(run_dir)
+                     if r["trial_id"] == stopped["trial_id"] and r["epochs_run"] == r["params"]["epochs"]), None)
+
+    def check_left_unfinished(signal_number, exit_code, returncode, output):
+        assert returncode == exit_code, output[-3000:]
+        assert state(run_dir)["finished"] is False
+        assert f"Interrupted by {signal.Signals(signal_number).name}: " in output
+        assert f"resume it with: python -m tune.search minilm --storage {tmp_path} --name stop" in output
+
+    stopped, returncode, output = interrupt(command, signal.SIGTERM, lambda: checkpointed_mid_way(run_dir))
+    check_left_unfinished(signal.SIGTERM, 143, returncode, output)
+    _, returncode, output = interrupt(command, signal.SIGINT, first_finished)
+    check_left_unfinished(signal.SIGINT, 130, returncode, output)
+    assert "Resuming the unfinished search" in output
 
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
@@ -80,7 +99,7 @@ def test_a_signal_leaves_the_search_unfinished_and_the_same_command_resumes_it(
     assert state(run_dir)["finished"] is True
     records = fine_tune_records(run_dir)
     assert len(records) == 2 and len({r["trial_id"] for r in records}) == 2  # every trial once
-    resumed = next(r for r in records if r["trial_id"] == interrupted["trial_id"])
+    resumed = next(r for r in records if r["trial_id"] == stopped["trial_id"])
     assert resumed["started_at_epochs"][0] == 0
-    assert resumed["started_at_epochs"][-1] >= interrupted["epochs_run"]  # from its checkpoint
+    assert resumed["started_at_epochs"][-1] >= stopped["epochs_run"]  # from its checkpoint
     assert resumed["epochs_run"] == resumed["params"]["epochs"]

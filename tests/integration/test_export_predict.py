@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from results.leaderboard import rank
 from tests.conftest import ROOT
 from trainables.record import find_records, read_record, write_record
 
@@ -36,11 +37,12 @@ def test_texts(records, tmp_path_factory):
     return path
 
 
-def export_and_predict(run_dir, trial, texts, tmp_path):
+def export_and_predict(run_dir, trial, texts, tmp_path, *predict_options):
     bundle = tmp_path / f"bundle-{trial}"
     exported = run("-m", "results.export", str(run_dir), "--out", str(bundle), "--trial", trial)
     assert exported.returncode == 0, exported.stderr[-2000:]
-    predicted = run("-m", "results.predict", str(bundle), str(texts), "--out", str(tmp_path / f"{trial}.csv"))
+    predicted = run("-m", "results.predict", str(bundle), str(texts), "--out", str(tmp_path / f"{trial}.csv"),
+                    *predict_options)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     return bundle, pd.read_csv(tmp_path / f"{trial}.csv")
 
@@ -50,11 +52,43 @@ def test_export_then_predict_reproduces_the_recorded_test_predictions(records, t
     run_dir, by_trial = records
     fine_tunes = ("qlora", "lora", "full")
     trial = next(t for t, r in by_trial.items() if (r["method"] in fine_tunes if method == "fine-tune" else r["method"] == method))
-    _, predictions = export_and_predict(run_dir, trial, test_texts, tmp_path)
+    bundle, predictions = export_and_predict(run_dir, trial, test_texts, tmp_path,
+                                             *([] if method == "fine-tune" else ["--trust-pickle"]))
     recorded = np.asarray(by_trial[trial]["test_prob_real"])
     # Records round probabilities to 6 decimals; NF4 layers compute identically in a new process.
     np.testing.assert_allclose(predictions["prob_real"].to_numpy(), recorded, atol=2e-5)
     assert set(predictions["label"]) <= {"fake", "real"}
+    if method != "fine-tune":  # a pickle loads only when the command line says so
+        refused = run("-m", "results.predict", str(bundle), str(test_texts), "--out", str(tmp_path / "x.csv"))
+        assert refused.returncode == 2 and "pass --trust-pickle" in refused.stderr
+        assert not (tmp_path / "x.csv").exists()
+
+
+def test_export_default_is_the_best_fine_tune_and_remote_code_needs_the_command_line(records, tmp_path):
+    run_dir, by_trial = records
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    fine_tunes = {t: r for t, r in by_trial.items() if r["method"] in ("qlora", "lora", "full")}
+    baseline = next(r for r in by_trial.values() if r["method"] == "tfidf-logreg")
+    # A baseline that beats every fine-tune, and a trial that failed before its first epoch.
+    baseline_path = next(p for p in find_records(copy) if read_record(p)["trial_id"] == baseline["trial_id"])
+    write_record(baseline_path, {**baseline, "val": {**baseline["val"], "macro_f1": 1.0, "f1": 1.0}})
+    write_record(copy / "trials" / "failed1" / "record.json",
+                 {"method": "qlora", "trial_id": "failed1", "status": "failed", "error": "boom",
+                  "split_hash": baseline["split_hash"]})
+    exported = run("-m", "results.export", str(copy), "--out", str(tmp_path / "best"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    bundle = json.loads((tmp_path / "best" / "bundle.json").read_text())
+    assert bundle["trial_id"] == rank(list(fine_tunes.values()), "macro_f1")[0]["trial_id"]
+    assert bundle["chosen"].startswith("the best fine-tune by validation macro_f1")
+    assert f"Exported trial {bundle['trial_id']}" in exported.stdout
+    # A record that says its model needs remote code: export runs it only with --trust-remote-code.
+    path = copy / "trials" / bundle["trial_id"] / "record.json"
+    record = read_record(path)
+    write_record(path, {**record, "config": {**record["config"], "trust_remote_code": True}})
+    refused = run("-m", "results.export", str(copy), "--out", str(tmp_path / "rc"), "--trial", bundle["trial_id"])
+    assert refused.returncode == 2 and "pass --trust-remote-code" in refused.stderr
+    assert not (tmp_path / "rc").exists()
 
 
 def test_a_lora_bundle_loads_with_plain_peft(records, test_texts, tmp_path):
@@ -63,11 +97,18 @@ def test_a_lora_bundle_loads_with_plain_peft(records, test_texts, tmp_path):
                 key=lambda t: by_trial[t]["val"]["f1"])
     bundle, ours = export_and_predict(run_dir, trial, test_texts, tmp_path)
     config = json.loads((bundle / "bundle.json").read_text())
+    quantization = config["quantization"]
+    # A qlora adapter was trained on a 4-bit base: the bundle says how to rebuild it.
+    load_options = "" if not quantization else (
+        ", quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="
+        f"{quantization['quant_type']!r}, bnb_4bit_use_double_quant={quantization['double_quant']}, "
+        f"bnb_4bit_compute_dtype=getattr(torch, {quantization['compute_dtype']!r}), "
+        "llm_int8_skip_modules=['classifier'])")
     script = f"""
 import json, sys, torch, pandas as pd
 from peft import PeftModel
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-base = AutoModelForSequenceClassification.from_pretrained({config['base_model_path']!r}, num_labels=2)
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
+base = AutoModelForSequenceClassification.from_pretrained({config['base_model_path']!r}, num_labels=2{load_options})
 model = PeftModel.from_pretrained(base, {str(bundle / 'adapter')!r}).eval()
 tokenizer = AutoTokenizer.from_pretrained({str(bundle / 'tokenizer')!r})
 texts = pd.read_csv({str(test_texts)!r})["text"].tolist()
@@ -78,11 +119,8 @@ print(json.dumps(prob.tolist()))
 """
     plain = run("-c", script, cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr[-2000:]
-    assert "trainables" not in script and "results" not in script.split("pd.read_csv")[0]
     prob = np.asarray(json.loads(plain.stdout.strip().splitlines()[-1]))
-    # A qlora adapter on an unquantized base: close, not identical (4-bit vs full weights).
-    tolerance = 0.1 if config["quantization"] else 1e-4
-    np.testing.assert_allclose(prob, ours["prob_real"].to_numpy(), atol=tolerance)
+    np.testing.assert_allclose(prob, ours["prob_real"].to_numpy(), atol=1e-4)
 
 
 def test_predict_explains_bad_input(records, tmp_path):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from tests.conftest import ROOT
@@ -54,7 +55,7 @@ def wait_for(condition, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_killed_driver_resumes_unfinished_trial_from_its_epoch(reviews_path, tmp_path):
+def test_killed_driver_resumes_unfinished_trial_from_its_epoch_in_a_moved_run_folder(reviews_path, tmp_path):
     # The packaged MiniLM: its smoke epochs take seconds, a window the kill can land in.
     command = search_command(reviews_path, "minilm", tmp_path, "resume", "--num-samples", "2")
     log = open(tmp_path / "first-run.log", "w")
@@ -67,10 +68,17 @@ def test_killed_driver_resumes_unfinished_trial_from_its_epoch(reviews_path, tmp
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray instance it started
         process.wait()
+    # Resumed from another place, as after copying the run folder to another machine: every
+    # trial, restored or new, writes where the folder is now, nothing where it was.
+    moved = tmp_path / "elsewhere"
+    shutil.move(tmp_path / "resume", moved / "resume")
+    command[command.index("--storage") + 1] = str(moved)
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming the unfinished search" in result.stdout
-    records = fine_tune_records(tmp_path / "resume")
+    assert not (tmp_path / "resume").exists()
+    records = fine_tune_records(moved / "resume")
+    assert all(r["train_run_dir"].startswith(str(moved / "resume" / "train")) for r in records)
     assert len(records) == 2 and len({r["trial_id"] for r in records}) == 2
     resumed = next(r for r in records if r["trial_id"] == interrupted["trial_id"])
     # It started again after the epochs it had checkpointed, not from scratch (ASHA may then stop it).
@@ -95,8 +103,23 @@ def test_extend_adds_exactly_k_trials_and_finished_search_is_not_rerun(smoke_run
     after = [r for r in fine_tune_records(run_dir) if r["method"] in ("qlora", "lora", "full")]
     assert len(after) == len(before) + 2 and len({r["trial_id"] for r in after}) == len(after)
     added = {r["trial_id"] for r in after} - {r["trial_id"] for r in before}
-    assert {name.split("_")[2] for name in os.listdir(run_dir / "extend-1") if name.startswith("run_trial_")} == added
+    # Ray Tune's files: one experiment folder per search, one short folder per trial.
+    assert {name.removeprefix("trial_") for name in os.listdir(run_dir / "tune" / "extend-1")
+            if name.startswith("trial_")} == added
     assert "warm-started from every finished trial" in extended.stdout
+    assert len(list((smoke_run[0] / "trials").iterdir())) == len(before)  # the original is untouched
+
+    # An --extend killed before Ray saved its first state leaves run.json saying so and no
+    # restorable experiment: the same command without --extend runs that extension, not the
+    # original search again.
+    state = json.loads((run_dir / "run.json").read_text())
+    state.update(extensions=2, experiment="tune/extend-2", extend_samples=1, finished=False)
+    (run_dir / "run.json").write_text(json.dumps(state))
+    resumed = subprocess.run([sys.executable, "-m", "tune.search", "minilm", "--storage", str(tmp_path), "--name", "ext"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(fine_tune_records(run_dir)) == len(after) + 1
+    assert {name for name in os.listdir(run_dir / "tune") if name != "search"} == {"extend-1", "extend-2"}
 
 
 def test_a_trial_over_its_memory_budget_fails_with_a_reason_and_the_search_goes_on(reviews_path, tiny_bert, tmp_path):
@@ -113,6 +136,11 @@ def test_a_trial_over_its_memory_budget_fails_with_a_reason_and_the_search_goes_
     baselines = {read_record(path)["method"] for path in find_records(tmp_path / "budget" / "baselines")}
     assert baselines == {"tfidf-logreg", "embed-logreg"}  # baselines still ran
     assert "failed" in result.stdout
+    # A budget refusal cannot succeed on a retry: each trial ran once (Tune's own count).
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(tmp_path / "budget" / "tune" / "search"))
+    assert [trial.run_metadata.num_failures for trial in analysis.trials] == [1, 1]
 
 
 def test_killed_worker_is_retried_from_its_checkpoint_and_finishes(reviews_path, tmp_path):
@@ -121,10 +149,12 @@ def test_killed_worker_is_retried_from_its_checkpoint_and_finishes(reviews_path,
                                start_new_session=True)
     try:
         wait_for(lambda: checkpointed_mid_way(tmp_path / "worker"), timeout=300, what="a first epoch checkpoint")
-        workers = subprocess.run(["pgrep", "-f", "RayTrainWorker"], capture_output=True, text=True).stdout.split()
+        # Only the Ray Train workers this search started: descendants of its process (via its raylet).
+        workers = [child for child in psutil.Process(process.pid).children(recursive=True)
+                   if "RayTrainWorker" in " ".join(child.cmdline())]
         assert workers, "no Ray Train worker process found"
-        for pid in workers:
-            os.kill(int(pid), signal.SIGKILL)
+        for worker in workers:
+            worker.kill()
         output, _ = process.communicate(timeout=600)
     finally:
         if process.poll() is None:

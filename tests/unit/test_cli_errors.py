@@ -53,3 +53,17 @@ def test_help_explains_presets_profiles_and_storage():
                  "--model", "--num-samples", "--max-concurrent", "--seed", "--data", "--name",
                  "--address", "--trials-per-gpu", "--gpu-memory-gb"):
         assert word in result.stdout, word
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/absolute", "a/b", "..", "."])
+def test_a_name_that_would_leave_storage_is_refused_and_nothing_is_written(name, reviews_path, tmp_path):
+    store, outside = tmp_path / "store", tmp_path / "outside"
+    store.mkdir()
+    outside.mkdir()
+    result = subprocess.run([sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path),
+                             "--storage", str(store), "--name", name], cwd=outside, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"error: --name {name!r} is not a run folder name" in result.stderr
+    assert not any(store.iterdir()) and not any(outside.iterdir())
+    assert not (tmp_path / "escaped").exists()

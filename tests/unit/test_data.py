@@ -40,7 +40,44 @@ def test_shared_dataset_loads_with_study_label_map(reviews_path):
     ([0, 1, 0], [0, 1, 0]),
 ])
 def test_label_spellings_map_to_fake_0_real_1(values, expected):
-    assert map_labels(pd.Series(values)).tolist() == expected
+    assert map_labels(pd.Series(values))[0].tolist() == expected
+
+
+def test_fake_label_names_the_fake_value_and_the_mapping_is_reported(tmp_path):
+    path = write_csv(tmp_path / "d.csv", balanced(fake="1", real="0"))
+    frame, report = load_reviews(path, fake_label="1")
+    assert set(frame.loc[frame["text"].str.startswith("fake"), "label"]) == {0}
+    assert set(frame.loc[frame["text"].str.startswith("real"), "label"]) == {1}
+    assert report.label_mapping == "1 = fake, 0 = real"
+    assert load_reviews(path)[1].label_mapping == "0 = fake, 1 = real"  # the default, shown
+    frame, _ = load_reviews(write_csv(tmp_path / "e.csv", balanced(fake="2", real="5")), fake_label="2")
+    assert frame.groupby(frame["text"].str[:4])["label"].first().to_dict() == {"fake": 0, "real": 1}
+
+
+def test_numeric_labels_other_than_0_1_need_fake_label(tmp_path):
+    path = write_csv(tmp_path / "d.csv", balanced(fake="2", real="5"))
+    with pytest.raises(DataError, match="name the value that means fake with --fake-label VALUE"):
+        load_reviews(path)
+    with pytest.raises(DataError, match="--fake-label '7' is not one of the label values"):
+        load_reviews(path, fake_label="7")
+
+
+def test_null_texts_are_dropped_as_empty(tmp_path):
+    frame = pd.DataFrame(balanced() + [(None, "CG"), (None, "OR")], columns=["text", "label"])
+    for suffix, write in ((".parquet", lambda p: frame.to_parquet(p)),
+                          (".jsonl", lambda p: frame.to_json(p, orient="records", lines=True))):
+        path = tmp_path / f"d{suffix}"
+        write(path)
+        loaded, report = load_reviews(path)
+        assert report.empty_dropped == 2 and "None" not in set(loaded["text"])
+
+
+def test_a_text_with_both_labels_is_dropped_everywhere_and_counted(tmp_path):
+    rows = balanced() + [("fake review number 1", "OR"), ("real review number 2", "OR")]
+    frame, report = load_reviews(write_csv(tmp_path / "d.csv", rows))
+    assert report.conflicting_dropped == 2  # both rows of the text labelled both ways
+    assert report.duplicates_dropped == 1  # the same-label repeat, kept once
+    assert "fake review number 1" not in set(frame["text"]) and len(frame) == 23
 
 
 @pytest.mark.parametrize("suffix, writer", [
@@ -83,7 +120,8 @@ def test_empty_and_duplicate_texts_are_dropped_and_counted(tmp_path):
      "Class 'real' has 3 rows after cleaning; at least 10 are needed to split it."),
     (lambda p: write_csv(p / "d.csv", []), "{p}/d.csv has no rows."),
     (lambda p: write_csv(p / "d.csv", [("a", "yes"), ("b", "no")]),
-     "Unknown label values 'no', 'yes'. Use CG/OR, fake/real or 0/1 (fake = 0, real = 1)."),
+     "Unknown label values 'no', 'yes'. Use CG/OR, fake/real or 0/1 (0 = fake), or name the value that "
+     "means fake with --fake-label VALUE."),
 ])
 def test_bad_input_messages(tmp_path, make, message):
     path = make(tmp_path)

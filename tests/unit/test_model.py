@@ -58,3 +58,21 @@ def test_remote_code_model_with_stella_names_takes_the_stella_presets(tiny_stell
 def test_remote_code_is_refused_without_trust(tiny_stella):
     with pytest.raises(Exception, match="trust_remote_code"):
         build_classifier(QLoRAConfig(preset="stella", model=tiny_stella, trust_remote_code=False), CPU)
+
+
+def test_the_gpu_probe_batch_runs_through_a_t5_classifier(tiny_t5):
+    """The batch probe's rows end in the end-of-sequence token: T5's classification head reads that
+    position and refuses rows without it, so a probe of plain repeated tokens crashed flan-t5 trials."""
+    from transformers import AutoModelForSequenceClassification
+
+    from trainables.batch_probe import probe_batch
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_t5, num_labels=2)
+    batch = probe_batch(model.config, 3, 16, torch.device("cpu"))
+    assert (batch["input_ids"][:, -1] == model.config.eos_token_id).all()
+    assert (batch["input_ids"][:, :-1] != model.config.eos_token_id).all()
+    assert model(**batch).logits.shape == (3, 2)
+    without_eos = batch["input_ids"].clone()
+    without_eos[:, -1] = without_eos[0, 0]
+    with pytest.raises(ValueError, match="eos"):
+        model(input_ids=without_eos, attention_mask=batch["attention_mask"])

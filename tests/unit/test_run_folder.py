@@ -1,0 +1,41 @@
+"""The run folder's layout and its record keeping, on real files."""
+
+import json
+
+import pytest
+
+from trainables.errors import UserError
+from trainables.record import read_record, write_record
+from trainables.run_folder import CHECKPOINT_RECORD, RunFolder
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", "a/b", "..", ".", "", "run name", "x\\y"])
+def test_names_that_are_not_one_folder_are_refused(name, tmp_path):
+    with pytest.raises(UserError, match="is not a run folder name"):
+        RunFolder.inside(str(tmp_path), name)
+
+
+def test_layout_is_inside_the_run_folder(tmp_path):
+    folder = RunFolder.inside(str(tmp_path), "minilm-cpu-1")
+    assert folder.path == str(tmp_path / "minilm-cpu-1")
+    for location in (folder.data, folder.trial_record("a1"), folder.baseline_record("tfidf-logreg-0"),
+                     folder.train_run("a1"), folder.tune, folder.leaderboard):
+        assert location.startswith(folder.path + "/")
+    assert folder.experiment({"experiment": RunFolder.experiment_name(2)}) == str(tmp_path / "minilm-cpu-1/tune/extend-2")
+    assert folder.experiment({"experiment": ""}) == folder.path  # a run folder from before tune/
+
+
+def test_a_record_behind_its_checkpoint_takes_the_checkpoints_copy(tmp_path):
+    folder = RunFolder.inside(str(tmp_path), "run")
+    behind = {"trial_id": "a1", "epochs_run": 1, "train_run_dir": "/elsewhere/run/train/a1", "val": {"f1": 0.5}}
+    level = {"trial_id": "b2", "epochs_run": 2, "train_run_dir": "/elsewhere/run/train/b2", "val": {"f1": 0.7}}
+    for record in (behind, level):
+        write_record(folder.trial_record(record["trial_id"]), record)
+        checkpoint = folder.train_run(record["trial_id"]) + "/checkpoint_2026-11-30_04-00-00.000000"
+        write_record(f"{checkpoint}/{CHECKPOINT_RECORD}", {**record, "epochs_run": 2, "val": {"f1": 0.8}})
+    assert folder.settle_trial_records() == 1
+    assert read_record(folder.trial_record("a1"))["epochs_run"] == 2
+    assert read_record(folder.trial_record("a1"))["val"] == {"f1": 0.8}
+    assert read_record(folder.trial_record("b2")) == level  # already level: left as it was
+    assert len(folder.record_paths()) == 2  # checkpoint copies are not records
+    assert json.loads((tmp_path / "run" / "trials" / "a1" / "record.json").read_text())["epochs_run"] == 2

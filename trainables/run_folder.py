@@ -1,0 +1,176 @@
+"""The run folder: the one place that knows its layout, and the one writer of its records.
+
+    STORAGE/NAME/
+      run.json                       what the search was started with and how far it got
+      data/                          the prepared split, token and embedding caches (tune/prepare.py)
+      trials/<trial id>/record.json  one record per fine-tuning trial
+      baselines/<id>/record.json     one record per baseline grid point, beside its fitted model
+      train/<trial id>/              Ray Train's run of each trial: its epoch checkpoints
+      tune/search/, tune/extend-N/   Ray Tune's experiments: the first search, then each --extend
+      leaderboard/                   the analyzer's tables and plots
+
+STORAGE is a folder or an s3:// or gs:// URI (trainables/storage.py). NAME is one folder name,
+never a path, so a run folder is always inside its storage. The search, its trials, the analyzer
+and export all reach these files through a RunFolder, so a run folder copied to another machine
+or out of a bucket works from where it is now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from trainables import storage
+from trainables.errors import UserError
+from trainables.record import RECORD_NAME, find_records, read_record, write_record
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+STATE_FILE = "run.json"
+TUNE_FOLDER = "tune"
+FIRST_EXPERIMENT = "search"
+# Set by the search for every Ray task and actor of its job (ray.init's runtime_env): where the run
+# folder is now. A trial restored from a run folder that was moved has its old location in its
+# saved config; this wins.
+RUN_FOLDER_ENV = "REVIEW_TUNE_RUN_FOLDER"
+# Each epoch checkpoint holds the trial's record as of that epoch, under a name the record search
+# (find_records) does not match: the record to trust when a stop fell between the two writes.
+CHECKPOINT_RECORD = "record_at_checkpoint.json"
+
+
+def check_name(name: str) -> str:
+    """A run folder name: letters, digits, '.', '_' and '-', and not '.' or '..'."""
+    if not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
+        raise UserError(f"--name {name!r} is not a run folder name: use letters, digits, '.', '_' and '-' "
+                        "only (no '/', not '.' or '..'); the run folder is always created inside --storage.")
+    return name
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: str  # absolute local path or URI
+
+    @classmethod
+    def inside(cls, storage_root: str, name: str) -> "RunFolder":
+        """STORAGE/NAME, with NAME checked so that it cannot leave STORAGE."""
+        return cls(storage.join(storage.absolute(storage_root), check_name(name)))
+
+    @classmethod
+    def of_trial(cls, configured: str) -> "RunFolder":
+        """A trial's run folder: where the search says it is now, else its config's."""
+        return cls(os.environ.get(RUN_FOLDER_ENV) or configured)
+
+    @classmethod
+    def at(cls, location: str) -> "RunFolder":
+        """An existing run folder, by its path or URI (the analyzer's and export's argument)."""
+        return cls(storage.absolute(location))
+
+    @property
+    def name(self) -> str:
+        return storage.name(self.path)
+
+    @property
+    def storage_root(self) -> str:
+        return storage.parent(self.path)
+
+    def __str__(self) -> str:
+        return self.path
+
+    # State
+    def read_state(self) -> dict[str, Any] | None:
+        location = storage.join(self.path, STATE_FILE)
+        return json.loads(storage.read_text(location)) if storage.exists(location) else None
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        storage.write_text(storage.join(self.path, STATE_FILE), json.dumps(state, indent=1))
+
+    # Prepared data
+    @property
+    def data(self) -> str:
+        return storage.join(self.path, "data")
+
+    # Records
+    def trial_record(self, trial_id: str) -> str:
+        return storage.join(self.path, "trials", trial_id, RECORD_NAME)
+
+    def baseline_record(self, baseline_id: str) -> str:
+        return storage.join(self.path, "baselines", baseline_id, RECORD_NAME)
+
+    def baseline_file(self, baseline_id: str, file_name: str) -> str:
+        return storage.join(self.path, "baselines", baseline_id, file_name)
+
+    def write_record(self, location: str, record: dict[str, Any]) -> None:
+        if not storage.absolute(location).startswith(self.path):
+            raise ValueError(f"{location} is not inside the run folder {self.path}")
+        write_record(location, record)
+
+    def record_paths(self) -> list[str]:
+        return find_records(self.path)
+
+    # Ray
+    @property
+    def train(self) -> str:
+        """Ray Train's storage_path: one run per trial (and per out-of-memory retry)."""
+        return storage.join(self.path, "train")
+
+    def train_run(self, name: str) -> str:
+        return storage.join(self.train, name)
+
+    def latest_checkpoint(self, train_run: str) -> str | None:
+        """The newest epoch checkpoint of a trial's Ray Train run (Ray keeps one, names sort by time)."""
+        checkpoints = storage.folders(self.train_run(train_run), "checkpoint_")
+        return checkpoints[-1] if checkpoints else None
+
+    def settle_trial_records(self) -> int:
+        """Make each trial's record agree with its latest checkpoint: a trial stopped after storing
+        an epoch's checkpoint but before rewriting its record takes the checkpoint's copy (its
+        failure, if any, kept). Returns how many records were brought forward."""
+        settled = 0
+        for path in find_records(storage.join(self.path, "trials")):
+            record = read_record(path)
+            checkpoint = (self.latest_checkpoint(storage.name(record["train_run_dir"]))
+                          if "train_run_dir" in record else None)
+            copy = storage.join(checkpoint, CHECKPOINT_RECORD) if checkpoint else None
+            if not copy or not storage.exists(copy):
+                continue
+            saved = read_record(copy)
+            if saved["epochs_run"] > record.get("epochs_run", 0):
+                saved.update({key: record[key] for key in ("status", "error", "out_of_memory") if key in record})
+                write_record(path, saved)
+                settled += 1
+        return settled
+
+    @property
+    def tune(self) -> str:
+        """Ray Tune's storage_path: one experiment per search and per --extend."""
+        return storage.join(self.path, TUNE_FOLDER)
+
+    def experiment(self, state: dict[str, Any]) -> str:
+        """The folder of the state's current Tune experiment. A run folder from before the tune/
+        subfolder names its experiment relative to the run folder ('' = the run folder itself)."""
+        return storage.join(self.path, state["experiment"]) if state["experiment"] else self.path
+
+    @staticmethod
+    def experiment_name(extension: int) -> str:
+        """The path, relative to the run folder, of the first search (0) or the N-th --extend."""
+        return f"{TUNE_FOLDER}/{FIRST_EXPERIMENT if extension == 0 else f'extend-{extension}'}"
+
+    # Outputs
+    @property
+    def leaderboard(self) -> str:
+        return storage.join(self.path, "leaderboard")
+
+    def shared_check_marker(self, token: str) -> str:
+        return storage.join(self.path, f".shared-check-{token}")
+
+
+def read_records(folder: RunFolder) -> list[dict[str, Any]]:
+    """Every record in the run folder, each with `record_path` (where it is now) added."""
+    records = []
+    for path in folder.record_paths():
+        record = read_record(path)
+        record["record_path"] = str(path)
+        records.append(record)
+    return records
