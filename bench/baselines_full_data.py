@@ -23,7 +23,7 @@ from search_spaces import load_preset  # noqa: E402
 from search_spaces.baselines import GRIDS  # noqa: E402
 from trainables.baselines import BaselineConfig, run_baseline  # noqa: E402
 from trainables.embeddings import cached_embeddings  # noqa: E402
-from trainables.model import load_tokenizer  # noqa: E402
+from trainables.model import load_tokenizer, loading_overrides  # noqa: E402
 from tune.prepare import prepare_data  # noqa: E402
 from tune.profiles import get_profile  # noqa: E402
 
@@ -45,7 +45,8 @@ def main() -> None:
     print(f"{data.cleaning}; split {data.rows}; hash {data.split_hash}; max length {data.max_length}", flush=True)
     started = time.perf_counter()
     path, _ = cached_embeddings(data.data_dir, data.tokens_file, preset.MODEL, data.split_hash, data.max_length,
-                                preset.POOLING, tokenizer.pad_token_id or 0, preset.TRUST_REMOTE_CODE)
+                                preset.POOLING, tokenizer.pad_token_id or 0, preset.TRUST_REMOTE_CODE,
+                                overrides=loading_overrides(args.preset))
     embed_seconds = time.perf_counter() - started
     print(f"embeddings in {embed_seconds:.0f} s", flush=True)
     rows = []

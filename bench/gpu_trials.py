@@ -30,28 +30,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.trial_throughput import DATA, bert_model, stella_size_model  # noqa: E402
-from trainables import storage  # noqa: E402
-from trainables.config import QLoRAConfig  # noqa: E402
+from core import storage  # noqa: E402
+from core.record import read_record  # noqa: E402
+from trainables.config import FineTuneConfig  # noqa: E402
 from trainables.model import load_tokenizer  # noqa: E402
-from trainables.record import read_record  # noqa: E402
 from trainables.training import fine_tune  # noqa: E402
 from tune.prepare import prepare_data  # noqa: E402
 from tune.profiles import RunProfile  # noqa: E402
 
 
-def prepare(data: str, tokenizer, model_path: str, folder: Path, train_rows: int | None, args) -> QLoRAConfig:
+def prepare(data: str, tokenizer, model_path: str, folder: Path, train_rows: int | None, args) -> FineTuneConfig:
     rows = {"train": train_rows, "val": None if train_rows is None else min(256, train_rows),
             "test": None if train_rows is None else min(256, train_rows)}
     prepared = prepare_data(data, RunProfile("bench", 1, rows, None, epochs=1), tokenizer, model_path, folder)
-    return QLoRAConfig(preset="minilm", model=model_path, method="qlora", target_modules="attention_output",
-                       lora_r=16, lora_alpha=32, learning_rate=2e-4, epochs=args.epochs, batch_size=args.batch_size,
-                       use_gpu=True, gpu_memory_gb=args.gpu_memory_gb, run_dir=prepared.run_dir,
-                       tokens_file=prepared.tokens_file, split_hash=prepared.split_hash,
-                       max_length=prepared.max_length)
+    return FineTuneConfig(preset="minilm", model=model_path, method="qlora", target_modules="attention_output",
+                          lora_r=16, lora_alpha=32, learning_rate=2e-4, epochs=args.epochs, batch_size=args.batch_size,
+                          use_gpu=True, gpu_memory_gb=args.gpu_memory_gb, run_dir=prepared.run_dir,
+                          tokens_file=prepared.tokens_file, split_hash=prepared.split_hash,
+                          max_length=prepared.max_length)
 
 
 def run_worker(config_json: str, record: str) -> None:
-    fine_tune(QLoRAConfig.from_dict(json.loads(config_json)), record_path=record, trial_id=Path(record).stem,
+    fine_tune(FineTuneConfig.from_dict(json.loads(config_json)), record_path=record, trial_id=Path(record).stem,
               device=device())
 
 
@@ -59,7 +59,7 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def packed(config: QLoRAConfig, k: int, folder: Path) -> dict:
+def packed(config: FineTuneConfig, k: int, folder: Path) -> dict:
     """Run k trials at once, each in its own process (as Ray runs them), and time them together."""
     records = [folder / f"packed{k}-{i}.json" for i in range(k)]
     processes = [subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(replace(config, seed=i).to_dict()),
@@ -73,12 +73,12 @@ def packed(config: QLoRAConfig, k: int, folder: Path) -> dict:
     return {"trials": k, "train_reviews_total": reviews, "wall_seconds": window,
             "samples_per_second": reviews / window,
             "per_trial_samples_per_second": [t["samples_per_second"] for t in trials],
-            "peak_memory_mb": [t["peak_memory_mb"] for t in trials],
+            "peak_memory_mb": [t["gpu_peak_mb"] for t in trials],
             "micro_batch": [t["config"]["batch_size"] for t in trials]}
 
 
-def len_train(config: QLoRAConfig) -> int:
-    from trainables.tokens import read_tokens
+def len_train(config: FineTuneConfig) -> int:
+    from core.tokens import read_tokens
 
     return len(read_tokens(storage.join(config.data_dir, config.tokens_file))["train"][0])
 
@@ -126,7 +126,7 @@ def main() -> None:
                 "eval_seconds": [h["eval_seconds"] for h in record["history"]],
                 "samples_per_second": record["samples_per_second"],
                 "padding_efficiency": [h["padding_efficiency"] for h in record["history"]],
-                "peak_memory_mb": record["peak_memory_mb"], "as_trained": {
+                "peak_memory_mb": record["gpu_peak_mb"], "as_trained": {
                     k: record["config"][k] for k in ("batch_size", "grad_accumulation", "gradient_checkpointing")},
                 "val_f1": record["val"]["f1"], "test_f1": record["test"]["f1"]}
             print(json.dumps(result["full_trial"]), flush=True)

@@ -36,8 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainables.metrics import selection_score  # noqa: E402
-from trainables.record import find_records, read_record  # noqa: E402
+from core.metrics import selection_score  # noqa: E402
+from core.record import find_records, read_record  # noqa: E402
 
 FINE_TUNES = ("qlora", "lora", "full")
 

@@ -34,10 +34,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainables.config import QLoRAConfig  # noqa: E402
-from trainables.data import load_reviews, split_reviews  # noqa: E402
+from core.data import load_reviews, split_reviews  # noqa: E402
+from core.tokens import choose_max_length  # noqa: E402
+from trainables.config import FineTuneConfig  # noqa: E402
 from trainables.model import build_classifier, load_tokenizer  # noqa: E402
-from trainables.tokens import choose_max_length  # noqa: E402
 from trainables.training import cap_cuda_memory, train_epoch  # noqa: E402
 from tune.prepare import MODEL_MAX_LENGTH  # noqa: E402
 
@@ -65,9 +65,9 @@ def measure(name: str, model_path: str, texts, labels, tokenizer, device, *, max
             compile_model: bool = False) -> dict:
     ids = [np.asarray(x, dtype=np.int64) for x in
            tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    config = QLoRAConfig(model=model_path, method=method, target_modules="attention_output",
-                         batch_size=batch_size, max_length=max_length, gradient_checkpointing=checkpointing,
-                         cpus_per_worker=torch.get_num_threads())
+    config = FineTuneConfig(model=model_path, method=method, target_modules="attention_output",
+                            batch_size=batch_size, max_length=max_length, gradient_checkpointing=checkpointing,
+                            cpus_per_worker=torch.get_num_threads())
     torch.manual_seed(0)
     model = build_classifier(config, device)
     if compile_model:

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
+from core import storage
+from core.errors import UserError
+from core.metrics import DEFAULT_METRIC, selection_score
+from core.run_folder import RunFolder
 from results.leaderboard import ci_text, leaderboard_rows, load_records, rank, run_metric, scored
-from trainables import storage
 from trainables.config import METHODS
-from trainables.errors import UserError
-from trainables.metrics import DEFAULT_METRIC, selection_score
-from trainables.run_folder import RunFolder
 
 BUNDLE_FILE = "bundle.json"
 
@@ -113,7 +113,7 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
 def export_fine_tune(folder: RunFolder, record: dict, out: Path, merge: bool) -> dict:
     from safetensors.torch import load
 
-    from trainables.config import QLoRAConfig
+    from trainables.config import FineTuneConfig
     from trainables.model import (
         build_classifier,
         load_tokenizer,
@@ -122,7 +122,7 @@ def export_fine_tune(folder: RunFolder, record: dict, out: Path, merge: bool) ->
     )
     from trainables.training import WEIGHTS_FILE
 
-    config = QLoRAConfig.from_dict(record["config"])  # trust_remote_code: checked by export()
+    config = FineTuneConfig.from_dict(record["config"])  # trust_remote_code: checked by export()
     checkpoint = latest_checkpoint(train_run_dir(folder, record))
     model = build_classifier(config, torch.device("cpu"))
     load_trainable_state_dict(model, load(storage.read_bytes(storage.join(checkpoint, WEIGHTS_FILE))))
@@ -155,11 +155,11 @@ def write_merged(config, out: Path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from trainables.model import resolve_model_path
+    from trainables.model import loading_overrides, resolve_model_path
 
     base = AutoModelForSequenceClassification.from_pretrained(
         resolve_model_path(config.model), num_labels=2, trust_remote_code=config.trust_remote_code,
-        dtype=torch.bfloat16)
+        revision=config.model_revision, dtype=torch.bfloat16, **loading_overrides(config.preset))
     merged = PeftModel.from_pretrained(base, out / "adapter").merge_and_unload()
     merged.save_pretrained(out / "merged")
     shutil.copytree(out / "tokenizer", out / "merged", dirs_exist_ok=True)

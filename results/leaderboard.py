@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from trainables import storage
-from trainables.errors import UserError
-from trainables.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, selection_score
-from trainables.record import find_records, read_record
-from trainables.run_folder import RunFolder
+from core import storage
+from core.errors import UserError
+from core.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, selection_score
+from core.record import find_records, read_record
+from core.run_folder import RunFolder
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -165,7 +165,8 @@ def leaderboard_rows(records: list[dict], metric: str = DEFAULT_METRIC) -> list[
             "wall_seconds": r.get("train_seconds", 0) + r.get("eval_seconds", 0),
             "gpu_minutes": minutes if on_gpu else 0.0,
             "cpu_minutes": 0.0 if on_gpu else minutes,
-            "peak_memory_mb": r.get("peak_memory_mb"),
+            "gpu_peak_mb": r.get("gpu_peak_mb", r.get("peak_memory_mb") if on_gpu else None),
+            "cpu_peak_rss_mb": r.get("cpu_peak_rss_mb", None if on_gpu else r.get("peak_memory_mb")),
             "trainable_params": r.get("trainable_params"),
             "adapter_bytes": r.get("adapter_bytes"),
             "p_vs_top": p_value,
@@ -210,8 +211,8 @@ def markdown(rows: list[dict], metric: str) -> str:
 
     lines = [
         f"| rank | method | model | settings | val {metric} | test {metric} | val F1 | test F1 (95% CI) | p vs top "
-        "| macro-F1 | acc | prec | rec | ROC AUC | AP | epochs | wall min | GPU min | peak MB | trainable | adapter MB |",
-        "|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| macro-F1 | acc | prec | rec | ROC AUC | AP | epochs | wall min | GPU min | GPU peak MB | CPU RSS MB | trainable | adapter MB |",
+        "|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append("| " + " | ".join([
@@ -222,7 +223,8 @@ def markdown(rows: list[dict], metric: str) -> str:
             number(row["test_precision"], 100), number(row["test_recall"], 100),
             number(row["test_roc_auc"], digits=4), number(row["test_average_precision"], digits=4),
             epochs_text(row), number(row["wall_seconds"] / 60, digits=1), number(row["gpu_minutes"], digits=1),
-            number(row["peak_memory_mb"], digits=0), f"{row['trainable_params'] or 0:,}",
+            number(row["gpu_peak_mb"], digits=0), number(row["cpu_peak_rss_mb"], digits=0),
+            f"{row['trainable_params'] or 0:,}",
             number((row["adapter_bytes"] or 0) / 2**20, digits=2),
         ]) + " |")
     return "\n".join(lines)

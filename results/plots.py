@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from trainables.metrics import SELECTION_METRICS  # noqa: E402
+from core.metrics import SELECTION_METRICS  # noqa: E402
 
 
 def write_plots(records: list[dict], rows: list[dict], out: Path) -> list[tuple[str, str]]:

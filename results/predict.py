@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.data import TEXT_COLUMNS, find_column, read_table
+from core.errors import DataError, UserError
 from results.export import BUNDLE_FILE
-from trainables.data import TEXT_COLUMNS, find_column, read_table
-from trainables.errors import DataError, UserError
 
 
 def read_texts(path: str | Path, text_col: str | None = None) -> list[str]:
@@ -88,16 +88,18 @@ def predict_texts(folder: str | Path, texts: list[str], progress: bool = True, t
 
         from trainables.baselines import predict_real
         from trainables.embeddings import embed, load_backbone
+        from trainables.model import loading_overrides
 
-        backbone = load_backbone(bundle["base_model"], bundle["pooling"], trust_remote_code, device)
+        backbone = load_backbone(bundle["base_model"], bundle["pooling"], trust_remote_code, device,
+                                 loading_overrides(bundle["preset"]))
         features = embed(backbone, ids, pad_id, device)
         return predict_real(bundle["method"], joblib.load(folder / bundle["model_file"]), features)
 
-    from trainables.config import QLoRAConfig
+    from trainables.config import FineTuneConfig
     from trainables.model import load_base
     from trainables.training import predict
 
-    config = QLoRAConfig.from_dict({**bundle["config"], "trust_remote_code": trust_remote_code})
+    config = FineTuneConfig.from_dict({**bundle["config"], "trust_remote_code": trust_remote_code})
     if bundle["kind"] == "full":
         model = load_base(config, device, path=str(folder / "model"))
     else:

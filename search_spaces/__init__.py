@@ -7,7 +7,7 @@ Each preset module defines:
     HEAD               the classification head's module names (kept out of quantization, trained)
     POOLING            how the frozen backbone is pooled into one embedding (baselines)
     TARGET_MODULES     named target-module presets: name -> module-name suffixes for LoRA
-    SPACE              distributions (search_spaces.distributions); every key is a QLoRAConfig field;
+    SPACE              distributions (search_spaces.distributions); every key is a FineTuneConfig field;
                        `method` is a Branches: each method draws only its own settings
     SEEDS              known-good trial settings, evaluated before the searcher draws
     DEFAULTS           fixed trial settings for this preset (batch size, ...)
@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 PRESETS = {"minilm": "minilm", "stella": "stella", "flan-t5": "flan_t5"}
 

@@ -10,6 +10,13 @@ TRUST_REMOTE_CODE = True
 HEAD = ["classifier"]
 POOLING = "mean"
 
+# Configuration values set when the model is loaded, for each package that is missing
+# (trainables/model.py: loading_overrides). Stella's published config.json turns on xformers'
+# memory-efficient attention and unpadded batches, and its code asserts xformers is importable
+# when they are on ("please install xformers", "unpad only with xformers"): without xformers, plain
+# attention over padded batches. Install xformers (on a GPU) and the faster path stays on.
+OVERRIDES_WITHOUT = {"xformers": {"use_memory_efficient_attention": False, "unpad_inputs": False}}
+
 TARGET_MODULES = {
     "attention": ["qkv_proj"],  # fused query/key/value projection
     "attention_output": ["qkv_proj", "o_proj"],  # the study's choice

@@ -67,18 +67,24 @@ def save_bert(folder, tokenizer, **sizes) -> str:
 @pytest.fixture(scope="session")
 def tiny_stella(tmp_path_factory, minilm_tokenizer) -> str:
     """A tiny model whose code lives in the model folder (auto_map), loaded only with
-    trust_remote_code, with Stella's module names: the stand-in for Stella's remote code."""
+    trust_remote_code: the stand-in for Stella's remote code, with its module names, its flags as
+    published (xformers' attention and unpadding on) and its assertions (tests/fixtures/tiny_stella)."""
     sys.path.insert(0, str(FIXTURES))
     try:
         from tiny_stella.configuration_tiny_stella import TinyStellaConfig
-        from tiny_stella.modeling_tiny_stella import TinyStellaForSequenceClassification
+        from tiny_stella.modeling_tiny_stella import TinyStellaForSequenceClassification, TinyStellaModel
     finally:
         sys.path.remove(str(FIXTURES))
     TinyStellaConfig.register_for_auto_class()
+    TinyStellaModel.register_for_auto_class("AutoModel")
     TinyStellaForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
     folder = tmp_path_factory.mktemp("tiny_stella")
     torch.manual_seed(0)
-    model = TinyStellaForSequenceClassification(TinyStellaConfig(vocab_size=minilm_tokenizer.vocab_size))
+    # Built without xformers' flags (its assertions would stop it here), saved with them on.
+    config = TinyStellaConfig(vocab_size=minilm_tokenizer.vocab_size, use_memory_efficient_attention=False,
+                              unpad_inputs=False)
+    model = TinyStellaForSequenceClassification(config)
+    model.config.use_memory_efficient_attention = model.config.unpad_inputs = True
     model.save_pretrained(folder)
     minilm_tokenizer.save_pretrained(folder)
     return str(folder)

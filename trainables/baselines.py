@@ -17,11 +17,11 @@ from sklearn.pipeline import make_pipeline, make_union
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from trainables import storage
+from core import storage
+from core.errors import ConfigError
+from core.metrics import classification_metrics
+from core.record import library_versions, write_record
 from trainables.embeddings import read_embeddings
-from trainables.errors import ConfigError
-from trainables.metrics import classification_metrics
-from trainables.record import library_versions, write_record
 
 METHODS = ("tfidf-logreg", "embed-logreg", "embed-svm", "embed-mlp")
 MODEL_FILE = "model.joblib"
@@ -103,7 +103,8 @@ def run_baseline(config: BaselineConfig, record_path: str) -> dict:
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "samples_per_second": len(data["train"][1]) / train_seconds,
-        "peak_memory_mb": None,
+        "gpu_peak_mb": None,
+        "cpu_peak_rss_mb": None,
         "device": "cpu",
         "trainable_params": parameter_count(config.method, model),
         "total_params": parameter_count(config.method, model),

@@ -14,15 +14,15 @@ from dataclasses import replace
 
 import torch
 
-from trainables import storage
-from trainables.config import QLoRAConfig
+from core import storage
+from trainables.config import FineTuneConfig
 from trainables.model import enable_gradient_checkpointing
 
 CACHE_FILE = "micro_batches.json"
 HEADROOM = 0.9
 
 
-def fit_card(model: torch.nn.Module, config: QLoRAConfig, device: torch.device) -> QLoRAConfig:
+def fit_card(model: torch.nn.Module, config: FineTuneConfig, device: torch.device) -> FineTuneConfig:
     """The settings the trial trains with on this card: the same optimizer step (batch_size x
     grad_accumulation) in the largest micro-batch that fits, with gradient checkpointing turned
     on only when not even one review fits without it."""
@@ -40,13 +40,13 @@ def fit_card(model: torch.nn.Module, config: QLoRAConfig, device: torch.device) 
     return config.with_micro_batch(micro)
 
 
-def cache_key(config: QLoRAConfig, device: torch.device) -> str:
+def cache_key(config: FineTuneConfig, device: torch.device) -> str:
     return "|".join(str(part) for part in (
         config.model, config.method, config.target_modules, config.lora_r, config.batch_size, config.max_length,
         config.gpu_memory_gb, config.gradient_checkpointing, torch.cuda.get_device_name(device)))
 
 
-def largest_micro_batch(model: torch.nn.Module, config: QLoRAConfig, device: torch.device) -> int:
+def largest_micro_batch(model: torch.nn.Module, config: FineTuneConfig, device: torch.device) -> int:
     """The largest of batch_size, batch_size/2, ..., 1 that fits; 0 when not even 1 does."""
     cache = storage.join(config.data_dir, CACHE_FILE)
     known = json.loads(storage.read_text(cache)) if storage.exists(cache) else {}

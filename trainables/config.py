@@ -1,4 +1,5 @@
-"""The fine-tuning trial's configuration: Tune's dict becomes this dataclass on a trial's first line.
+"""A fine-tuning trial's configuration (qlora, lora or full): Tune's dict becomes this dataclass
+on a trial's first line.
 
 `__post_init__` collects every problem and raises one ConfigError naming field, value and allowed
 range, so a bad search space fails before any trial starts (tune.search checks its bounds).
@@ -9,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from trainables.errors import ConfigError
-from trainables.metrics import SELECTION_METRICS
+from core.errors import ConfigError
+from core.metrics import SELECTION_METRICS
 
 METHODS = ("qlora", "lora", "full")
 ADAPTER_METHODS = ("qlora", "lora")
@@ -30,6 +31,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "warmup_ratio": (0.0, 0.5),
     "weight_decay": (0.0, 1.0),
     "gpu_memory_gb": (0.01, 1024.0),
+    "cpu_memory_gb": (0.01, 16384.0),
     "gpu_fraction": (0.01, 1.0),
     "grad_accumulation": (1, 256),
     "cpus_per_worker": (1, 512),
@@ -37,10 +39,10 @@ RANGES: dict[str, tuple[float, float]] = {
 
 
 @dataclass
-class QLoRAConfig:
+class FineTuneConfig:
     # What to train
     preset: str = "minilm"
-    model: str = "minilm"
+    model: str = ""  # a hub id, a local folder, or "minilm" (the packaged model); "" = the preset's MODEL
     method: str = "qlora"
     target_modules: str = ""  # a name in the preset's TARGET_MODULES; empty = its first
     trust_remote_code: bool = False
@@ -65,10 +67,11 @@ class QLoRAConfig:
     selection_metric: str = "macro_f1"  # the validation metric reported to ASHA and Optuna
     # Resources
     use_gpu: bool = False
-    gpu_memory_gb: float = 8.0  # CUDA memory cap of the trial's process
+    gpu_memory_gb: float = 8.0  # CUDA memory cap of the trial's process (GPU trials)
+    cpu_memory_gb: float = 8.0  # the memory budget of a CPU trial (tune.search: its share of the machine's)
     gpu_fraction: float = 1.0  # of one GPU, as Ray schedules it: 1/K packs K trials on a card
     cpus_per_worker: int = 1
-    # The run folder (trainables/run_folder.py) whose prepared data the trial reads and where its
+    # The run folder (core/run_folder.py) whose prepared data the trial reads and where its
     # record and checkpoints go; set by tune.search
     run_dir: str = ""
     tokens_file: str = ""
@@ -83,6 +86,7 @@ class QLoRAConfig:
         if self.preset not in PRESETS:
             problems.append(f"preset={self.preset!r} (allowed: {', '.join(PRESETS)})")
         else:
+            self.model = self.model or load_preset(self.preset).MODEL
             targets = load_preset(self.preset).TARGET_MODULES
             self.target_modules = self.target_modules or next(iter(targets))
             if self.target_modules not in targets:
@@ -100,7 +104,7 @@ class QLoRAConfig:
             raise ConfigError("Invalid trial configuration: " + "; ".join(problems) + ".")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "QLoRAConfig":
+    def from_dict(cls, values: dict[str, Any]) -> "FineTuneConfig":
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(f"Unknown trial settings: {', '.join(unknown)}.")
@@ -109,7 +113,7 @@ class QLoRAConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_micro_batch(self, micro: int) -> "QLoRAConfig":
+    def with_micro_batch(self, micro: int) -> "FineTuneConfig":
         """The same optimizer step (batch_size x grad_accumulation) computed in micro-batches of
         `micro` reviews, with as many more accumulation steps."""
         return replace(self, batch_size=micro, grad_accumulation=self.grad_accumulation * (self.batch_size // micro))
@@ -121,7 +125,7 @@ class QLoRAConfig:
 
     @property
     def data_dir(self) -> str:
-        from trainables.run_folder import RunFolder
+        from core.run_folder import RunFolder
 
         return RunFolder(self.run_dir).data
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
-from trainables import storage
+from core import storage
+from core.tokens import collate, read_tokens, sorted_batches
 from trainables.model import resolve_model_path
-from trainables.tokens import collate, read_tokens, sorted_batches
 
 POOLINGS = ("mean", "encoder-mean")
 
@@ -28,8 +28,11 @@ def embeddings_path(data_dir: str, model: str, split_hash: str, max_length: int,
     return storage.join(data_dir, f"embeddings-{embeddings_key(model, split_hash, max_length, pooling)}.npz")
 
 
-def load_backbone(model: str, pooling: str, trust_remote_code: bool, device: torch.device):
-    backbone = AutoModel.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code)
+def load_backbone(model: str, pooling: str, trust_remote_code: bool, device: torch.device,
+                  overrides: dict | None = None):
+    """The frozen backbone; `overrides`: trainables.model.loading_overrides of the model's preset."""
+    backbone = AutoModel.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code,
+                                         **(overrides or {}))
     if pooling == "encoder-mean":
         backbone = backbone.get_encoder()
     return backbone.to(device).eval()
@@ -53,7 +56,7 @@ def embed(backbone, ids: list[np.ndarray], pad_id: int, device: torch.device, ba
 
 def cached_embeddings(data_dir: str, tokens_file: str, model: str, split_hash: str, max_length: int,
                       pooling: str, pad_id: int, trust_remote_code: bool = False,
-                      device: torch.device | None = None) -> tuple[str, bool]:
+                      device: torch.device | None = None, overrides: dict | None = None) -> tuple[str, bool]:
     """(location of the cached embeddings, whether this call computed them)."""
     path = embeddings_path(data_dir, model, split_hash, max_length, pooling)
     if storage.exists(path):
@@ -61,7 +64,7 @@ def cached_embeddings(data_dir: str, tokens_file: str, model: str, split_hash: s
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    backbone = load_backbone(model, pooling, trust_remote_code, device)
+    backbone = load_backbone(model, pooling, trust_remote_code, device, overrides)
     arrays = {}
     for name, (ids, labels) in read_tokens(storage.join(data_dir, tokens_file)).items():
         arrays[f"{name}_x"] = embed(backbone, ids, pad_id, device)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from trainables.config import QLoRAConfig
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from trainables.config import FineTuneConfig
 
 OVERHEAD_GB = 0.5  # CUDA context, cuBLAS workspace, allocator fragmentation
 
@@ -32,14 +32,15 @@ class MemoryEstimate:
         return self.weights_gb + self.optimizer_gb + self.activations_gb + OVERHEAD_GB
 
 
-def model_shape(config: QLoRAConfig) -> dict:
+def model_shape(config: FineTuneConfig) -> dict:
     """Parameter counts (linear weights apart) and layer sizes, without loading any weights."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from trainables.model import resolve_model_path
+    from trainables.model import loading_overrides, resolve_model_path
 
     model_config = AutoConfig.from_pretrained(resolve_model_path(config.model), num_labels=2,
-                                              trust_remote_code=config.trust_remote_code)
+                                              trust_remote_code=config.trust_remote_code,
+                                              **loading_overrides(config.preset))
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(model_config,
                                                                trust_remote_code=config.trust_remote_code)
@@ -57,7 +58,7 @@ def model_shape(config: QLoRAConfig) -> dict:
     return {"total": total, "linear": linear, "lora": lora, "hidden": hidden, "layers": layers, "heads": heads}
 
 
-def estimate_memory(config: QLoRAConfig, shape: dict | None = None) -> MemoryEstimate:
+def estimate_memory(config: FineTuneConfig, shape: dict | None = None) -> MemoryEstimate:
     shape = shape or model_shape(config)
     gb = 2**30
     if config.quantize == "nf4":  # 4-bit linear weights (+ ~3 % for double-quantized scales)
@@ -75,7 +76,7 @@ def estimate_memory(config: QLoRAConfig, shape: dict | None = None) -> MemoryEst
     return MemoryEstimate(weights / gb, optimizer / gb, activations / gb)
 
 
-def fit_budget(config: QLoRAConfig) -> tuple[QLoRAConfig, MemoryEstimate]:
+def fit_budget(config: FineTuneConfig) -> tuple[FineTuneConfig, MemoryEstimate]:
     """The trial's settings that fit --gpu-memory-gb by the estimate, or MemoryBudgetError.
 
     The optimizer step keeps its batch (batch_size x grad_accumulation); what changes is how it is
@@ -85,11 +86,12 @@ def fit_budget(config: QLoRAConfig) -> tuple[QLoRAConfig, MemoryEstimate]:
     """
     shape = model_shape(config)
     first = estimate_memory(config, shape)
+    budget, flag = (config.gpu_memory_gb, "--gpu-memory-gb") if config.use_gpu else (config.cpu_memory_gb, "--cpu-memory-gb")
     for checkpointing in sorted({config.gradient_checkpointing, True}):  # False first, unless forced on
         settings = replace(config, gradient_checkpointing=checkpointing)
         while True:
             estimate = estimate_memory(settings, shape)
-            if estimate.total_gb <= config.gpu_memory_gb:
+            if estimate.total_gb <= budget:
                 return settings, estimate
             if settings.batch_size == 1:
                 break
@@ -97,6 +99,6 @@ def fit_budget(config: QLoRAConfig) -> tuple[QLoRAConfig, MemoryEstimate]:
     raise MemoryBudgetError(
         f"Trial needs about {first.total_gb:.2f} GiB (weights {first.weights_gb:.2f}, optimizer "
         f"{first.optimizer_gb:.2f}, activations {first.activations_gb:.2f} at batch "
-        f"{config.batch_size} x {config.max_length} tokens), over its {config.gpu_memory_gb:g} GiB budget "
+        f"{config.batch_size} x {config.max_length} tokens), over its {budget:g} GiB budget "
         "even one review at a time with gradient checkpointing. "
-        "Use method qlora, a smaller model or max length, or raise --gpu-memory-gb.")
+        f"Use method qlora, a smaller model or max length, or raise {flag}.")

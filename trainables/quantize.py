@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainables.errors import UserError
+from core.errors import UserError
 
 
 def nf4_config(skip_modules: list[str], device: torch.device):

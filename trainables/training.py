@@ -1,5 +1,5 @@
 """The whole fine-tuning loop of one trial, with no Ray in it: Ray Train runs it in a worker
-(trainables/qlora.py), and benchmarks and GPU checks call `fine_tune` directly.
+(tune/trial.py), and benchmarks and GPU checks call `fine_tune` directly.
 
 Every epoch it trains, evaluates on validation and test, rewrites the trial's record.json, and
 hands a checkpoint folder (trainable weights, optimizer, scheduler, epoch, RNG) to `report`.
@@ -22,35 +22,36 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
-from trainables import storage
-from trainables.batch_probe import fit_card
-from trainables.config import QLoRAConfig
-from trainables.metrics import classification_metrics, selection_score
-from trainables.model import (
-    build_classifier,
-    load_tokenizer,
-    load_trainable_state_dict,
-    parameter_counts,
-    state_dict_bytes,
-    trainable_state_dict,
-)
-from trainables.record import library_versions, read_record, write_record
-from trainables.run_folder import CHECKPOINT_RECORD, RunFolder
-from trainables.tokens import (
+from core import storage
+from core.metrics import classification_metrics, selection_score
+from core.record import library_versions, read_record, write_record
+from core.run_folder import CHECKPOINT_RECORD, RunFolder
+from core.tokens import (
     collate,
     length_grouped_batches,
     read_tokens,
     sorted_batches,
 )
+from trainables.batch_probe import fit_card
+from trainables.config import FineTuneConfig
+from trainables.model import (
+    build_classifier,
+    load_tokenizer,
+    load_trainable_state_dict,
+    loading_overrides,
+    parameter_counts,
+    state_dict_bytes,
+    trainable_state_dict,
+)
 
 # What a trial reports to Tune after each epoch: the run's selection metric on validation
-# (trainables.metrics.selection_score); ASHA and Optuna read this key and nothing else.
+# (core.metrics.selection_score); ASHA and Optuna read this key and nothing else.
 SCORE = "score"
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "training_state.pt"
 
 
-def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torch.device,
+def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: torch.device,
               resume_from: str | None = None, report: Callable[[dict, str], None] | None = None,
               train_run: str | None = None, placement: dict | None = None) -> dict:
     """The whole fine-tuning loop of one trial, callable without Ray (benchmarks, GPU checks).
@@ -94,8 +95,14 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
         history, start_epoch, starts = restore(resume_from, model, optimizer, scheduler)
     starts = [*starts, start_epoch]
 
-    if start_epoch >= config.epochs:  # resumed from its last epoch's checkpoint: nothing left to train
-        return read_record(record_path)
+    if start_epoch >= config.epochs:
+        # Resumed from its last epoch's checkpoint (stopped after it, before the trial ended):
+        # nothing left to train. Report that epoch again, so Tune hears how the trial ended.
+        last = history[-1]
+        if report:
+            report(epoch_report(last["epoch"], last["val"], last["train_loss"], config), resume_from)
+        saved = os.path.join(resume_from, CHECKPOINT_RECORD)  # checkpoints from before it: the record
+        return read_record(saved if os.path.exists(saved) else record_path)
     rng = np.random.default_rng(config.seed)
     for _ in range(start_epoch):  # the same batch order as an uninterrupted run
         length_grouped_batches([len(x) for x in data["train"][0]], config.batch_size, rng)
@@ -117,6 +124,7 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
             "trial_id": trial_id,
             "params": searched.searched_params(),
             "config": config.to_dict(),  # as trained: micro-batch, accumulation, checkpointing
+            "loading_overrides": loading_overrides(config.preset),  # what this machine changed at load
             "epochs_run": epoch + 1,
             "selection": {"metric": config.selection_metric, "val_score": score},
             "started_at_epochs": starts,
@@ -128,7 +136,9 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
             "train_seconds": sum(h["train_seconds"] for h in history),
             "eval_seconds": sum(h["eval_seconds"] for h in history),
             "samples_per_second": stats["samples_per_second"],
-            "peak_memory_mb": peak_memory_mb(device),
+            # Two different measures, two keys: CUDA's peak allocation, and the process's peak RSS
+            "gpu_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+            "cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
             "device": device_name(device),
             "trainable_params": trainable,
             "total_params": total_params,
@@ -146,14 +156,19 @@ def fine_tune(config: QLoRAConfig, record_path: str, trial_id: str, device: torc
                         "epoch": epoch + 1, "history": history, "starts": starts, "rng": rng_state()},
                        os.path.join(folder, STATE_FILE))
             if report:
-                report({"epoch": epoch + 1, SCORE: score,
-                        "val_f1": val["f1"], "train_loss": stats["train_loss"],
-                        # False for a trial ASHA or the time budget stops: Optuna hears it as pruned
-                        "schedule_done": epoch + 1 == config.epochs}, folder)
+                report(epoch_report(epoch + 1, val, stats["train_loss"], config), folder)
         # After the checkpoint is stored: a record never claims an epoch that a crash would lose;
         # a stop between the two leaves the checkpoint's copy ahead, which the search settles.
         write_record(record_path, record)
     return record
+
+
+def epoch_report(epoch: int, val: dict, train_loss: float, config: FineTuneConfig) -> dict:
+    """What a trial tells Tune after an epoch: ASHA and Optuna read SCORE and nothing else."""
+    return {"epoch": epoch, SCORE: selection_score(val, config.selection_metric), "val_f1": val["f1"],
+            "train_loss": train_loss,
+            # False for a trial ASHA or the time budget stops: Optuna hears it as pruned
+            "schedule_done": epoch == config.epochs}
 
 
 def cap_cuda_memory(device: torch.device, gigabytes: float) -> None:
@@ -253,12 +268,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS on Linux
 
 
 def device_name(device: torch.device) -> str:

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import ray
 
+from core import storage
+from core.run_folder import RunFolder
 from search_spaces.baselines import CHOICES, GRIDS
-from trainables import storage
 from trainables.baselines import BaselineConfig, run_baseline
 from trainables.embeddings import cached_embeddings, embeddings_path
-from trainables.run_folder import RunFolder
+from trainables.model import loading_overrides
 
 
 @ray.remote
-def embeddings_task(data_dir, tokens_file, model, split_hash, max_length, pooling, pad_id, trust_remote_code):
+def embeddings_task(data_dir, tokens_file, model, split_hash, max_length, pooling, pad_id, trust_remote_code,
+                    preset_name):
+    # The loading overrides of the node that runs this task (is xformers installed there?)
     path, computed = cached_embeddings(data_dir, tokens_file, model, split_hash, max_length, pooling,
-                                       pad_id, trust_remote_code)
+                                       pad_id, trust_remote_code, overrides=loading_overrides(preset_name))
     return path, computed
 
 
@@ -52,7 +55,7 @@ def launch_baselines(configs: list[tuple[str, BaselineConfig]], preset, base: di
         gpu = {"num_gpus": base.get("gpu_fraction", 1.0)}
         embeddings = embeddings_task.options(**(gpu if use_gpu else {"num_cpus": 1})).remote(
             folder.data, base["tokens_file"], base["model"], base["split_hash"], base["max_length"],
-            preset.POOLING, pad_id, preset.TRUST_REMOTE_CODE)
+            preset.POOLING, pad_id, preset.TRUST_REMOTE_CODE, base["preset"])
     return [
         baseline_task.remote(config, folder.baseline_record(trial_id),
                              embeddings if config.method.startswith("embed-") else None)

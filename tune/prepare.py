@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainables import storage
-from trainables.data import load_reviews, split_hash, split_reviews, subsample
-from trainables.run_folder import RunFolder
-from trainables.tokens import cached_tokens, choose_max_length
+from core import storage
+from core.data import load_reviews, split_hash, split_reviews, subsample
+from core.run_folder import RunFolder
+from core.tokens import cached_tokens, choose_max_length
 from tune.profiles import RunProfile
 
 SPLIT_SEED = 42  # the data contract's split seed; --seed changes training and the searcher only

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)

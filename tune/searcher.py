@@ -24,8 +24,8 @@ import warnings
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-from trainables.errors import ConfigError
-from trainables.metrics import selection_score
+from core.errors import ConfigError
+from core.metrics import selection_score
 from trainables.training import SCORE
 from tune.space import DefineByRun, optuna_distribution, optuna_domains, optuna_params
 

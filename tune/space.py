@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from core.errors import ConfigError
 from search_spaces.distributions import Branches, Choice, LogUniform, Uniform
-from trainables.config import QLoRAConfig
-from trainables.errors import ConfigError
+from trainables.config import FineTuneConfig
 
 # The budget ASHA allocates, never a searched setting (see search_spaces/__init__.py).
 FIDELITY = "epochs"
@@ -52,7 +52,7 @@ def subspaces(space: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any
 def check_space(space: dict[str, Any], base: dict[str, Any], seeds: list[dict] = ()) -> None:
     """Every key must be a config field, every edge value on every branch must make a valid config,
     and every seed must be a valid config inside the space."""
-    known = {f.name for f in fields(QLoRAConfig)}
+    known = {f.name for f in fields(FineTuneConfig)}
     keys = {key for fixed, drawn in subspaces(space) for key in (*fixed, *drawn)}
     unknown = sorted(keys - known)
     if unknown:
@@ -65,13 +65,13 @@ def check_space(space: dict[str, Any], base: dict[str, Any], seeds: list[dict] =
         for key, domain in drawn.items():
             for value in boundary_values(domain):
                 try:
-                    QLoRAConfig.from_dict({**base, **fixed, key: value})
+                    FineTuneConfig.from_dict({**base, **fixed, key: value})
                 except ConfigError as error:
                     where = "".join(f"{k}={v} " for k, v in fixed.items())
                     problems.append(f"{where}{key}: {error}")
     for seed in seeds:
         try:
-            QLoRAConfig.from_dict({**base, **seed})
+            FineTuneConfig.from_dict({**base, **seed})
             optuna_params(seed, space)
         except ConfigError as error:
             problems.append(f"seed {seed}: {error}")
@@ -143,7 +143,7 @@ def optuna_domains(settings: dict[str, Any], space: dict[str, Any]) -> dict[str,
 
 
 def trial_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """Tune's config for one trial -> the flat settings QLoRAConfig takes: the drawn branch's
+    """Tune's config for one trial -> the flat settings FineTuneConfig takes: the drawn branch's
     sub-dict (`config["full"]`) merged up. Only the drawn branch is ever present."""
     flat = {key: value for key, value in config.items() if not isinstance(value, dict)}
     for value in config.values():

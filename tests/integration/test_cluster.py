@@ -9,9 +9,9 @@ import time
 import pytest
 from ray.cluster_utils import Cluster
 
+from core.record import find_records, read_record
 from tests.conftest import ROOT
-from trainables.record import find_records, read_record
-from tune.search import TRIAL_DRIVER
+from tune.ray_setup import TRIAL_DRIVER
 
 pytestmark = pytest.mark.integration
 

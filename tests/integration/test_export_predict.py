@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.record import find_records, read_record, write_record
 from results.leaderboard import rank
 from tests.conftest import ROOT
-from trainables.record import find_records, read_record, write_record
 
 pytestmark = pytest.mark.integration
 

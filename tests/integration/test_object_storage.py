@@ -12,15 +12,15 @@ import sys
 
 import pytest
 
+from core import storage
+from core.record import find_records, read_record
 from tests.conftest import ROOT
 from tests.integration.test_resume import (
     checkpointed_mid_way,
     fine_tune_records,
     wait_for,
 )
-from trainables import storage
-from trainables.record import find_records, read_record
-from tune.search import TRIAL_DRIVER
+from tune.ray_setup import TRIAL_DRIVER
 
 pytestmark = pytest.mark.integration
 

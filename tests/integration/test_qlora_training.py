@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.config import QLoRAConfig
-from trainables.metrics import classification_metrics
+from core.metrics import classification_metrics
+from trainables.config import FineTuneConfig
 from trainables.training import fine_tune
 
 pytestmark = pytest.mark.integration
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def config_for(data, model, **overrides):
     values = dict(model=model, run_dir=data.run_dir, tokens_file=data.tokens_file,
                   split_hash=data.split_hash, max_length=data.max_length, batch_size=16)
-    return QLoRAConfig(**{**values, **overrides})
+    return FineTuneConfig(**{**values, **overrides})
 
 
 def test_nf4_lora_training_lowers_the_loss_and_writes_a_complete_record(smoke_data, tmp_path):
@@ -32,7 +32,7 @@ def test_nf4_lora_training_lowers_the_loss_and_writes_a_complete_record(smoke_da
     assert [c["epoch"] for c in checkpoints] == [1, 2, 3, 4]
     on_disk = json.loads((tmp_path / "record.json").read_text())
     for key in ("method", "preset", "params", "val", "test", "history", "test_prob_real", "train_seconds",
-                "samples_per_second", "peak_memory_mb", "trainable_params", "total_params", "adapter_bytes",
+                "samples_per_second", "gpu_peak_mb", "cpu_peak_rss_mb", "trainable_params", "total_params", "adapter_bytes",
                 "versions", "split_hash", "seed"):
         assert key in on_disk, key
     assert on_disk["method"] == "qlora" and on_disk["split_hash"] == smoke_data.split_hash
@@ -50,6 +50,8 @@ def test_resume_from_a_checkpoint_continues_at_the_next_epoch(smoke_data, tiny_b
     def keep_first(metrics, folder):
         if metrics["epoch"] == 1:
             shutil.copytree(folder, saved)
+        if metrics["epoch"] == 2:
+            shutil.copytree(folder, tmp_path / "epoch2")
 
     full = fine_tune(config, str(tmp_path / "a.json"), "a", torch.device("cpu"), report=keep_first)
     resumed = fine_tune(config, str(tmp_path / "b.json"), "b", torch.device("cpu"), resume_from=str(saved))
@@ -59,13 +61,21 @@ def test_resume_from_a_checkpoint_continues_at_the_next_epoch(smoke_data, tiny_b
     # replays the uninterrupted one exactly.
     assert resumed["history"][1]["train_loss"] == full["history"][1]["train_loss"]
     assert resumed["test_prob_real"] == full["test_prob_real"]
+    # Stopped after its last checkpoint, before the trial ended: nothing to train, and Tune hears
+    # the last epoch again (else the resumed trial ends with no score at all).
+    reports = []
+    done = fine_tune(config, str(tmp_path / "c.json"), "c", torch.device("cpu"), resume_from=str(tmp_path / "epoch2"),
+                     report=lambda metrics, folder: reports.append(metrics))
+    assert [(r["epoch"], r["schedule_done"]) for r in reports] == [(2, True)]
+    assert reports[0]["score"] == full["selection"]["val_score"] and done["test"] == full["test"]
 
 
-def test_stella_stand_in_trains_through_remote_code(smoke_data, tiny_stella, tmp_path):
+def test_stella_stand_in_trains_lora_through_remote_code(smoke_data, tiny_stella, tmp_path):
+    """The search's test (test_stella_path.py) runs the study's qlora seed; this, plain LoRA."""
     config = config_for(smoke_data, tiny_stella, preset="stella", trust_remote_code=True,
-                        method="qlora", target_modules="attention_output", epochs=1)
+                        method="lora", target_modules="attention_output", epochs=1)
     record = fine_tune(config, str(tmp_path / "record.json"), "s", torch.device("cpu"))
-    assert record["preset"] == "stella" and record["epochs_run"] == 1
+    assert record["preset"] == "stella" and record["method"] == "lora" and record["epochs_run"] == 1
     assert len(record["test_prob_real"]) == smoke_data.rows["test"]
     # The recorded metrics are those of the recorded predictions.
     recomputed = classification_metrics(np.asarray(record["test_labels"]), np.asarray(record["test_prob_real"]))

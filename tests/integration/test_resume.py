@@ -12,9 +12,9 @@ import time
 import psutil
 import pytest
 
+from core import storage
+from core.record import find_records, read_record
 from tests.conftest import ROOT
-from trainables import storage
-from trainables.record import find_records, read_record
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +125,7 @@ def test_extend_adds_exactly_k_trials_and_finished_search_is_not_rerun(smoke_run
 def test_a_trial_over_its_memory_budget_fails_with_a_reason_and_the_search_goes_on(reviews_path, tiny_bert, tmp_path):
     result = subprocess.run(
         search_command(reviews_path, tiny_bert, tmp_path, "budget", "--num-samples", "2",
-                       "--gpu-memory-gb", "0.01", "--baselines", "fast"),
+                       "--cpu-memory-gb", "0.01", "--baselines", "fast"),
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     records = fine_tune_records(tmp_path / "budget")

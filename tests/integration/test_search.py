@@ -3,8 +3,8 @@
 
 import pytest
 
+from core.record import find_records, read_record
 from search_spaces.baselines import GRIDS
-from trainables.record import find_records, read_record
 
 pytestmark = pytest.mark.integration
 

@@ -1,17 +1,24 @@
-"""The search CLI answers bad input with one line and exit code 2, before Ray starts."""
-
-import os
-import subprocess
-import sys
+"""The search CLI answers bad input with one line and exit code 2, before Ray starts and before
+any data is read. Each test calls the command line's own entry point (tune.search.main)."""
 
 import pytest
 
-from tests.conftest import ROOT
+from tune.search import main
 
 
-def search(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "tune.search", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+def search(capsys, *args):
+    """(exit code, stdout, stderr) of `python -m tune.search ARGS`, in this process."""
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def data(tmp_path):
+    """A data file that exists; these searches stop before reading it."""
+    path = tmp_path / "reviews.csv"
+    path.write_text("text,label\nnot read,CG\n")
+    return str(path)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -19,51 +26,54 @@ def search(*args, env=None):
     (["minilm", "--data", "nowhere.csv", "--profile", "smoke"],
      "error: Data file not found: nowhere.csv. Pass the dataset with --data PATH."),
 ])
-def test_bad_input_exits_2_with_message_and_no_traceback(args, message, tmp_path):
-    result = search(*args, "--storage", str(tmp_path))
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
+def test_bad_input_exits_2_with_message_and_no_traceback(capsys, args, message, tmp_path):
+    code, out, err = search(capsys, *args, "--storage", str(tmp_path))
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err + out
 
 
 @pytest.mark.parametrize("args, message", [
     (["--storage", "nosuch://bucket/runs"], "--storage nosuch://bucket/runs cannot be used: Unrecognized filesystem"),
     (["--trials-per-gpu", "0"], "--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more."),
 ])
-def test_cluster_options_are_checked_before_anything_starts(args, message, reviews_path, tmp_path):
-    result = search("minilm", "--data", str(reviews_path), "--storage", str(tmp_path), *args)
-    assert result.returncode == 2 and message in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
+def test_cluster_options_are_checked_before_anything_starts(capsys, args, message, data, tmp_path):
+    code, out, err = search(capsys, "minilm", "--data", data, "--storage", str(tmp_path), *args)
+    assert code == 2 and message in err
+    assert "Traceback" not in err + out
 
 
-def test_unreachable_object_store_is_refused_before_the_data_is_prepared(reviews_path, tmp_path):
+def test_unreachable_object_store_is_refused_before_the_data_is_prepared(capsys, monkeypatch, data):
     # Port 9 (discard) has no S3 server: the search must stop at once, saying what to check.
-    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "test",
-           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
-    result = search("minilm", "--data", str(reviews_path), "--storage", "s3://bucket/runs", env=env)
-    assert result.returncode == 2
-    assert "--storage s3://bucket/runs cannot be used" in result.stderr
-    assert "AWS_ENDPOINT_URL" in result.stderr and "Preset minilm" not in result.stdout
+    for key, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "test",
+                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    code, out, err = search(capsys, "minilm", "--data", data, "--storage", "s3://bucket/runs")
+    assert code == 2
+    assert "--storage s3://bucket/runs cannot be used" in err
+    assert "AWS_ENDPOINT_URL" in err and "Preset minilm" not in out
 
 
-def test_help_explains_presets_profiles_and_storage():
-    result = search("--help")
-    assert result.returncode == 0
+def test_help_explains_presets_profiles_and_storage(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
     for word in ("minilm", "stella", "flan-t5", "trust_remote_code", "--profile", "--storage",
                  "--model", "--num-samples", "--max-concurrent", "--seed", "--data", "--name",
-                 "--address", "--trials-per-gpu", "--gpu-memory-gb"):
-        assert word in result.stdout, word
+                 "--address", "--trials-per-gpu", "--gpu-memory-gb", "--cpu-memory-gb", "--fake-label"):
+        assert word in out, word
 
 
 @pytest.mark.parametrize("name", ["../escaped", "/tmp/absolute", "a/b", "..", "."])
-def test_a_name_that_would_leave_storage_is_refused_and_nothing_is_written(name, reviews_path, tmp_path):
+def test_a_name_that_would_leave_storage_is_refused_and_nothing_is_written(
+        capsys, monkeypatch, name, data, tmp_path):
     store, outside = tmp_path / "store", tmp_path / "outside"
     store.mkdir()
     outside.mkdir()
-    result = subprocess.run([sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path),
-                             "--storage", str(store), "--name", name], cwd=outside, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 2
-    assert f"error: --name {name!r} is not a run folder name" in result.stderr
+    monkeypatch.chdir(outside)
+    code, _, err = search(capsys, "minilm", "--data", data, "--storage", str(store), "--name", name)
+    assert code == 2
+    assert f"error: --name {name!r} is not a run folder name" in err
     assert not any(store.iterdir()) and not any(outside.iterdir())
     assert not (tmp_path / "escaped").exists()

@@ -7,7 +7,7 @@ import ray
 import yaml
 
 from tests.conftest import ROOT
-from tune.search import TRIAL_DRIVER
+from tune.ray_setup import TRIAL_DRIVER
 
 SCHEMA = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
 

@@ -2,19 +2,19 @@ from dataclasses import fields
 
 import pytest
 
+from core.errors import ConfigError
 from search_spaces import PRESETS, load_preset
 from search_spaces.distributions import choice, uniform
-from trainables.config import QLoRAConfig
-from trainables.errors import ConfigError
+from trainables.config import FineTuneConfig
 from tune.space import check_space
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_space_key_is_a_config_field_and_every_edge_is_valid(name):
     preset = load_preset(name)
-    assert set(preset.SPACE) <= {f.name for f in fields(QLoRAConfig)}
+    assert set(preset.SPACE) <= {f.name for f in fields(FineTuneConfig)}
     for space in preset.SPACE["method"].spaces.values():
-        assert set(space) <= {f.name for f in fields(QLoRAConfig)}
+        assert set(space) <= {f.name for f in fields(FineTuneConfig)}
     check_space(preset.SPACE, {"preset": name, **preset.DEFAULTS}, preset.SEEDS)
 
 
@@ -25,7 +25,7 @@ def test_only_stella_runs_remote_code():
 
 def test_config_names_every_bad_field_with_its_range():
     with pytest.raises(ConfigError) as error:
-        QLoRAConfig(lora_r=0, learning_rate=1.0, method="adapter", target_modules="everything")
+        FineTuneConfig(lora_r=0, learning_rate=1.0, method="adapter", target_modules="everything")
     assert str(error.value) == (
         "Invalid trial configuration: method='adapter' (allowed: qlora, lora, full); "
         "target_modules='everything' (allowed for minilm: attention, attention_output, attention_mlp); "
@@ -34,12 +34,12 @@ def test_config_names_every_bad_field_with_its_range():
 
 def test_unknown_settings_are_refused():
     with pytest.raises(ConfigError, match="Unknown trial settings: lora_rank."):
-        QLoRAConfig.from_dict({"lora_rank": 8})
+        FineTuneConfig.from_dict({"lora_rank": 8})
 
 
 def test_quantization_is_a_switch_on_the_method():
-    assert QLoRAConfig(method="qlora").quantize == "nf4"
-    assert QLoRAConfig(method="lora").quantize is None
+    assert FineTuneConfig(method="qlora").quantize == "nf4"
+    assert FineTuneConfig(method="lora").quantize is None
 
 
 def test_space_out_of_range_is_refused_before_trials():

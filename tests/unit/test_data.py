@@ -3,14 +3,14 @@ import gzip
 import pandas as pd
 import pytest
 
-from trainables.data import (
+from core.data import (
     load_reviews,
     map_labels,
     split_hash,
     split_reviews,
     subsample,
 )
-from trainables.errors import DataError
+from core.errors import DataError
 
 
 def write_csv(path, rows, columns=("text_", "label")):
@@ -22,15 +22,11 @@ def balanced(n=12, fake="CG", real="OR"):
     return [(f"fake review number {i}", fake) for i in range(n)] + [(f"real review number {i}", real) for i in range(n)]
 
 
-def test_shared_dataset_loads_with_study_label_map(reviews_path):
-    frame, report = load_reviews(reviews_path)
-    raw = pd.read_csv(reviews_path)
-    assert report.rows_read == len(raw) == 26939
-    assert report.duplicates_dropped == raw["text_"].duplicated().sum() > 0
-    assert len(frame) == report.rows_read - report.empty_dropped - report.duplicates_dropped
-    # fake (CG) = 0, real (OR) = 1
-    merged = frame.merge(raw.drop_duplicates("text_"), left_on="text", right_on="text_")
-    assert ((merged["label_x"] == 0) == (merged["label_y"] == "CG")).all()
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory):
+    """2,500 distinct reviews, 40 % fake: big enough for the split's proportions to show."""
+    rows = [(f"review {i} about product {i % 37}", "CG" if i % 5 < 2 else "OR") for i in range(2500)]
+    return write_csv(tmp_path_factory.mktemp("reviews") / "reviews.csv", rows)
 
 
 @pytest.mark.parametrize("values, expected", [
@@ -130,8 +126,8 @@ def test_bad_input_messages(tmp_path, make, message):
     assert str(error.value) == message.format(p=tmp_path)
 
 
-def test_split_is_deterministic_stratified_and_sized(reviews_path):
-    frame, _ = load_reviews(reviews_path)
+def test_split_is_deterministic_stratified_and_sized(reviews):
+    frame, _ = load_reviews(reviews)
     first, second = split_reviews(frame), split_reviews(frame.sample(frac=1, random_state=3))
     assert split_hash(first) == split_hash(second)  # row order of the file does not matter
     sizes = first["split"].value_counts(normalize=True)
@@ -143,15 +139,15 @@ def test_split_is_deterministic_stratified_and_sized(reviews_path):
     assert not set(first.loc[first.split == "test", "text"]) & set(first.loc[first.split != "test", "text"])
 
 
-def test_split_hash_changes_when_a_row_moves(reviews_path):
-    split = split_reviews(load_reviews(reviews_path)[0])
+def test_split_hash_changes_when_a_row_moves(reviews):
+    split = split_reviews(load_reviews(reviews)[0])
     moved = split.copy()
     moved.loc[moved.index[0], "split"] = "test"
     assert split_hash(moved) != split_hash(split)
 
 
-def test_subsample_keeps_class_balance(reviews_path):
-    split = split_reviews(load_reviews(reviews_path)[0])
+def test_subsample_keeps_class_balance(reviews):
+    split = split_reviews(load_reviews(reviews)[0])
     small = subsample(split, {"train": 200, "val": 50, "test": None})
     counts = small["split"].value_counts()
     assert counts["train"] == 200 and counts["val"] == 50 and counts["test"] == (split.split == "test").sum()

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import UserError
+from core.metrics import SELECTION_METRICS, classification_metrics
 from results.leaderboard import (
     bootstrap_f1_interval,
     load_records,
@@ -14,8 +16,6 @@ from results.leaderboard import (
     rank,
     write_leaderboard,
 )
-from trainables.errors import UserError
-from trainables.metrics import SELECTION_METRICS, classification_metrics
 
 
 def write(run_dir, trial, method, val_f1, labels, prob, split_hash="abc", history=None):
@@ -24,7 +24,7 @@ def write(run_dir, trial, method, val_f1, labels, prob, split_hash="abc", histor
               "val": {"f1": val_f1, "macro_f1": val_f1}, "test": classification_metrics(labels, prob),
               "test_labels": list(map(int, labels)), "test_prob_real": list(map(float, prob)),
               "history": history or [], "train_seconds": 60.0, "eval_seconds": 6.0, "device": "cpu",
-              "peak_memory_mb": 900.0, "trainable_params": 1000, "adapter_bytes": 4096, "split_hash": split_hash}
+              "cpu_peak_rss_mb": 900.0, "trainable_params": 1000, "adapter_bytes": 4096, "split_hash": split_hash}
     folder = run_dir / trial
     folder.mkdir(parents=True)
     (folder / "record.json").write_text(json.dumps(record))

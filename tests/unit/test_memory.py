@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 
-from trainables.config import QLoRAConfig
+from trainables.config import FineTuneConfig
 from trainables.memory import MemoryBudgetError, estimate_memory, fit_budget, model_shape
 
 # MiniLM (packaged, built on the meta device) at a long max length: activations dominate.
-TRIAL = QLoRAConfig(model="minilm", method="qlora", batch_size=32, max_length=512)
+TRIAL = FineTuneConfig(model="minilm", method="qlora", batch_size=32, max_length=512)
 
 
 def budget_between(low, high) -> float:

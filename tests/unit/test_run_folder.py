@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from trainables.errors import UserError
-from trainables.record import read_record, write_record
-from trainables.run_folder import CHECKPOINT_RECORD, RunFolder
+from core.errors import UserError
+from core.record import read_record, write_record
+from core.run_folder import CHECKPOINT_RECORD, RunFolder
 
 
 @pytest.mark.parametrize("name", ["../x", "/abs", "a/b", "..", ".", "", "run name", "x\\y"])

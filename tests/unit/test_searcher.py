@@ -4,10 +4,10 @@ searcher (Ray's OptunaSearch subclass) and a real in-memory Optuna study; no Ray
 import optuna
 import pytest
 
+from core.errors import ConfigError
 from search_spaces import PRESETS, load_preset
 from search_spaces.distributions import Branches, choice, loguniform
-from trainables.config import ADAPTER_SETTINGS, QLoRAConfig
-from trainables.errors import ConfigError
+from trainables.config import ADAPTER_SETTINGS, FineTuneConfig
 from trainables.training import SCORE
 from tune.searcher import EpochAwareOptunaSearch
 from tune.space import check_space, trial_settings
@@ -33,7 +33,7 @@ def test_each_method_draws_only_its_own_settings_from_its_own_ranges(name):
         assert (LORA_KEYS <= set(settings)) == (settings["method"] != "full")
         rate = space["learning_rate"]
         assert rate.low <= settings["learning_rate"] <= rate.high
-        QLoRAConfig.from_dict({"preset": name, **settings})
+        FineTuneConfig.from_dict({"preset": name, **settings})
 
 
 def test_minilm_full_fine_tuning_has_its_own_learning_rate_range():

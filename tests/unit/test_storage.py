@@ -2,7 +2,7 @@
 
 import os
 
-from trainables import storage
+from core import storage
 
 
 def test_uri_paths_keep_scheme_and_query():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from trainables.errors import DataError
+from core.errors import DataError
 
 TEXT_COLUMNS = ("text_", "text", "review")
 LABEL_COLUMNS = ("label",)

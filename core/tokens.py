@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from trainables import storage
+from core import storage
 
 LENGTH_COVERAGE = 0.98  # max length covers this share of reviews without truncation
 

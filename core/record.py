@@ -7,7 +7,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from trainables import storage
+from core import storage
 
 RECORD_NAME = "record.json"
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "ray", "optuna", "scikit-learn")

@@ -19,11 +19,11 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from trainables import storage
-from trainables.config import QLoRAConfig
+from core import storage
+from core.record import read_record, write_record
+from core.run_folder import RunFolder
+from trainables.config import FineTuneConfig
 from trainables.memory import MemoryBudgetError, fit_budget
-from trainables.record import read_record, write_record
-from trainables.run_folder import RunFolder
 from trainables.training import fine_tune
 
 
@@ -49,7 +49,7 @@ def run_trial(config: dict) -> None:
     from tune.space import trial_settings  # the searcher's nested branch -> flat settings
 
     folder = RunFolder.of_trial(config["run_dir"])
-    trial = QLoRAConfig.from_dict({**trial_settings(config), "run_dir": folder.path})
+    trial = FineTuneConfig.from_dict({**trial_settings(config), "run_dir": folder.path})
     trial_id = tune.get_context().get_trial_id()
     record_path = folder.trial_record(trial_id)
     try:
@@ -76,7 +76,7 @@ def run_trial(config: dict) -> None:
     raise TrialFailed("; ".join(notes))
 
 
-def run_train(trial: QLoRAConfig, record_path: str, trial_id: str, attempt: int) -> None:
+def run_train(trial: FineTuneConfig, record_path: str, trial_id: str, attempt: int) -> None:
     name = trial_id if attempt == 0 else f"{trial_id}-retry{attempt}"
     trainer = TorchTrainer(
         train_worker,
@@ -118,7 +118,7 @@ def is_out_of_memory(error: BaseException) -> bool:
     return "OutOfMemoryError" in message or "out of memory" in message
 
 
-def mark_failed(record_path: str, trial: QLoRAConfig, trial_id: str, reason: str,
+def mark_failed(record_path: str, trial: FineTuneConfig, trial_id: str, reason: str,
                 out_of_memory: bool = False) -> None:
     """Keep whatever the trial measured before it failed, and say why it failed. The worker calls
     this when training raises; the search, for the trials Tune reports errored (a trial that Tune
@@ -134,7 +134,7 @@ def mark_failed(record_path: str, trial: QLoRAConfig, trial_id: str, reason: str
 def train_worker(loop_config: dict) -> None:
     """Runs inside the Ray Train worker: resume from Ray's checkpoint, report to Ray."""
     checkpoint = ray.train.get_checkpoint()
-    trial = QLoRAConfig.from_dict(loop_config["trial"])
+    trial = FineTuneConfig.from_dict(loop_config["trial"])
     try:
         with checkpoint.as_directory() if checkpoint else nullcontext() as resume_from:
             train_from(trial, loop_config, resume_from)
@@ -143,7 +143,7 @@ def train_worker(loop_config: dict) -> None:
                     out_of_memory=is_out_of_memory(error))
 
 
-def train_from(trial: QLoRAConfig, loop_config: dict, resume_from: str | None) -> None:
+def train_from(trial: FineTuneConfig, loop_config: dict, resume_from: str | None) -> None:
     fine_tune(
         trial,
         record_path=loop_config["record_path"],

@@ -9,7 +9,7 @@
       tune/search/, tune/extend-N/   Ray Tune's experiments: the first search, then each --extend
       leaderboard/                   the analyzer's tables and plots
 
-STORAGE is a folder or an s3:// or gs:// URI (trainables/storage.py). NAME is one folder name,
+STORAGE is a folder or an s3:// or gs:// URI (core/storage.py). NAME is one folder name,
 never a path, so a run folder is always inside its storage. The search, its trials, the analyzer
 and export all reach these files through a RunFolder, so a run folder copied to another machine
 or out of a bucket works from where it is now.
@@ -23,9 +23,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from trainables import storage
-from trainables.errors import UserError
-from trainables.record import RECORD_NAME, find_records, read_record, write_record
+from core import storage
+from core.errors import UserError
+from core.record import RECORD_NAME, find_records, read_record, write_record
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 STATE_FILE = "run.json"
@@ -163,7 +163,10 @@ class RunFolder:
         return storage.join(self.path, "leaderboard")
 
     def shared_check_marker(self, token: str) -> str:
-        return storage.join(self.path, f".shared-check-{token}")
+        """The file a multi-node search writes for every node to look for: in a folder of the
+        storage that the search owns, beside the run folder and never inside it, so a refused
+        search leaves no run folder behind (an object store keeps even an emptied folder)."""
+        return storage.join(self.storage_root, ".search-checks", f"{self.name}-{token}")
 
 
 def read_records(folder: RunFolder) -> list[dict[str, Any]]:

@@ -1,0 +1,235 @@
+"""A search's lifecycle in its run folder: start a new one (check, prepare the data, write
+run.json), resume an unfinished one, or extend a finished one; run it; then settle the records
+and write the leaderboard. The command line (tune/search.py) calls `run_search`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from core import storage as run_storage
+from core.errors import UserError
+from core.metrics import DEFAULT_METRIC
+from core.run_folder import RunFolder
+from tune.interrupt import Interruption
+from tune.ray_setup import check_shared_storage, check_storage_reachable, ray_gpus, start_ray
+from tune.tuner import new_searcher, new_tuner, record_failures, trainable
+
+FINE_TUNES = ("qlora", "lora", "full")
+
+
+class SearchInterrupted(Exception):
+    """Tuner.fit() returned because of a signal, not because the search ended."""
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    if not args.name:
+        return "The search had not started; nothing to resume."
+    return ("The search is unfinished; resume it with: "
+            f"python -m tune.search {args.preset} --storage {args.storage} --name {args.name}")
+
+
+def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
+    """Start, resume or extend the search in STORAGE/NAME, then print and write the leaderboard."""
+    import ray
+
+    from search_spaces import load_preset
+    from tune.baseline_tasks import baseline_configs, launch_baselines
+
+    preset = load_preset(args.preset)
+    if args.extend is not None and args.extend < 1:
+        raise UserError("--extend takes the number of trials to add, 1 or more.")
+    if (args.resume or args.extend) and not args.name:
+        raise UserError("Name the search to resume or extend with --name.")
+    if args.trials_per_gpu < 1:
+        raise UserError("--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more.")
+    if args.time_budget is not None and args.time_budget < 0:
+        raise UserError("--time-budget takes minutes, 0 (no budget) or more.")
+    folder = RunFolder.inside(args.storage, args.name) if args.name else None
+    storage = run_storage.absolute(args.storage)
+    check_storage_reachable(storage)
+    if args.address:  # connect first: a new search reads the cluster's GPUs
+        start_ray(args.address, folder)
+    state = folder.read_state() if folder else None
+
+    if state is None:
+        if args.resume or args.extend:
+            raise UserError(f"No search in {folder} to resume or extend. "
+                            "Start one with --data, or check --storage and --name.")
+        state, folder = prepare_new_search(args, preset, storage)
+        args.name = folder.name  # a generated name, for the resume hint
+    else:
+        if state["preset"] != args.preset:
+            raise UserError(f"{folder} holds a '{state['preset']}' search, not '{args.preset}'.")
+        if state["finished"] and not args.extend:
+            raise UserError(f"{folder} holds a finished search. Add trials with --extend K, "
+                            "or start a new one with another --name.")
+        if not state["finished"] and args.extend:
+            raise UserError(f"The search in {folder} is unfinished: resume it first (same command "
+                            "without --extend), then extend it.")
+        # The folder may have moved (copied to another machine, out of a bucket): trials read the
+        # data, and write their records and checkpoints, where the run folder is now.
+        state["run_dir"] = state["base"]["run_dir"] = folder.path
+        state["base"].pop("data_dir", None)  # a run.json from before run_dir
+        if args.address:
+            check_shared_storage(folder)
+    if args.extend:
+        state["extensions"] += 1
+        state["experiment"] = RunFolder.experiment_name(state["extensions"])
+        state["extend_samples"] = args.extend
+        state["finished"] = False
+    folder.write_state(state)
+
+    base = state["base"]
+    metric = state.setdefault("metric", DEFAULT_METRIC)  # a run.json from before --metric: the default
+    start_ray(args.address, folder)
+    interruption.install()  # again: ray.init replaced the SIGTERM handler
+    baselines = baseline_configs(state["baselines"], args.preset, preset, base)
+    pending = launch_baselines(baselines, preset, base, state["pad_id"], folder, base["use_gpu"])
+    if baselines:
+        print(f"Baselines: {len(pending)} of {len(baselines)} grid points run beside the search "
+              f"({', '.join(sorted({c.method for _, c in baselines}))}).")
+
+    budget = time_budget_seconds(args, state)
+    started = time.monotonic()
+    planned = state["extend_samples"] if state["extensions"] else state["num_samples"]
+    with interruption.fitting():
+        results = tuner_for(state, preset, folder, args.retry_errored, budget).fit()
+    record_failures(results, folder)
+    folder.settle_trial_records()
+    if interruption.interrupted:  # Tune saved its state and returned: the search is not over
+        raise SearchInterrupted(
+            f"Interrupted by {interruption.name}: {results.num_terminated} of {planned} trials finished"
+            f"{f', {results.num_errors} errored' if results.num_errors else ''}; the state is saved. "
+            + resume_hint(args))
+    if budget and time.monotonic() - started >= budget:
+        print(f"\nTime budget of {budget / 60:g} minutes reached: {len(results)} of {planned} trials ran "
+              "(those cut short keep their last finished epoch). Add trials with: "
+              f"python -m tune.search {args.preset} --storage {args.storage} --name {folder.name} --extend K")
+    for done in ray.get(pending):
+        print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
+    state["finished"] = True
+    folder.write_state(state)
+
+    from results.leaderboard import format_table, load_records, write_leaderboard
+
+    print(f"\nTrials ranked by validation {metric} within each method (test is reported, never used to choose):")
+    records = load_records(folder.path)
+    print(format_table(records, metric))
+    print(f"Leaderboard with plots: {write_leaderboard(folder.path, records, metric)}/index.html")
+    return folder.path
+
+
+def tuner_for(state: dict, preset, folder: RunFolder, retry_errored: bool, budget: float | None):
+    """The Tuner of the run's current experiment: restored from its folder when Ray saved one
+    there, else new (the first search, or an extension that had not saved its first state)."""
+    from ray import tune
+
+    experiment = folder.experiment(state)
+    if tune.Tuner.can_restore(experiment):
+        print(f"Resuming the unfinished search in {experiment}: finished trials "
+              "stay, unfinished ones continue from their last epoch checkpoint.")
+        # param_space: trials not yet created read the data where the run folder is now
+        return tune.Tuner.restore(experiment, trainable=trainable(), param_space=state["base"],
+                                  resume_unfinished=True, restart_errored=retry_errored)
+    storage_path, name = run_storage.parent(experiment), run_storage.name(experiment)
+    if not state["extensions"]:
+        return new_tuner(new_searcher(preset, state, preset.SEEDS), state["base"], state["num_samples"],
+                         state["max_concurrent"], storage_path, name, budget)
+    from results.leaderboard import load_records
+
+    searcher = new_searcher(preset, state, seeds=[])
+    added = searcher.add_finished([r for r in load_records(folder.path) if r["method"] in FINE_TUNES],
+                                  state["metric"])
+    print(f"Extending {folder} by {state['extend_samples']} trials ({state['experiment']}/), the searcher "
+          f"warm-started from every finished trial ({added}).")
+    return new_tuner(searcher, state["base"], state["extend_samples"], state["max_concurrent"], storage_path,
+                     name, budget)
+
+
+def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[dict, RunFolder]:
+    """Check everything a user can get wrong, then prepare the data. Returns the run's state and folder."""
+    import torch
+
+    from trainables.model import describe_overrides, load_tokenizer, model_revision
+    from tune.baseline_tasks import baseline_configs
+    from tune.prepare import prepare_data
+    from tune.profiles import get_profile
+    from tune.space import check_space
+
+    if not args.data:
+        raise UserError("Pass the dataset with --data PATH (CSV, CSV.GZ, TSV, Parquet or JSONL).")
+    has_gpu = ray_gpus() > 0 if args.address else torch.cuda.is_available()  # the cluster's, if any
+    profile = get_profile(args.profile or ("full" if has_gpu else "cpu"))
+    model = args.model or preset.MODEL
+    folder = RunFolder.inside(storage, args.name or f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    base = {
+        "preset": args.preset,
+        "model": model,
+        "trust_remote_code": preset.TRUST_REMOTE_CODE,
+        "seed": args.seed,
+        "selection_metric": args.metric,
+        "epochs": profile.epochs,
+        "use_gpu": has_gpu,
+        "gpu_memory_gb": args.gpu_memory_gb,
+        "cpu_memory_gb": args.cpu_memory_gb or memory_share_gb(args.cpus_per_trial or profile.cpus_per_trial),
+        "gpu_fraction": 1 / args.trials_per_gpu,
+        "cpus_per_worker": args.cpus_per_trial or profile.cpus_per_trial,
+        "run_dir": folder.path,
+        **preset.DEFAULTS,
+    }
+    check_space(preset.SPACE, base, preset.SEEDS)
+    if args.address:  # before anything is written
+        check_shared_storage(folder)
+
+    base["model_revision"] = model_revision(model, preset.TRUST_REMOTE_CODE)
+    revision = f" at revision {base['model_revision']}" if base["model_revision"] else ""
+    print(f"Preset {args.preset}: model {model}{revision}; {profile.describe()}.")
+    loading = describe_overrides(args.preset)
+    if loading:
+        print(f"Model loading: {loading}.")
+    tokenizer = load_tokenizer(model, preset.TRUST_REMOTE_CODE, base["model_revision"])
+    data = prepare_data(args.data, profile, tokenizer, model, folder.path, args.text_col, args.label_col,
+                        args.fake_label)
+    print(f"Data {args.data}: {data.cleaning}; split {data.rows} (hash {data.split_hash}); "
+          f"max length {data.max_length} tokens truncates {data.truncated} reviews.")
+    base.update(tokens_file=data.tokens_file, split_hash=data.split_hash, max_length=data.max_length)
+    baseline_configs(args.baselines, args.preset, preset, base)  # refuse bad grids before starting
+    return {
+        "run_dir": folder.path,
+        "preset": args.preset,
+        "profile": profile.name,
+        "data": str(Path(args.data).resolve()),
+        "labels": data.label_mapping,
+        "loading": loading,  # trials record what their own machine changed ("loading_overrides")
+        "base": base,
+        "pad_id": tokenizer.pad_token_id or 0,
+        "baselines": args.baselines,
+        "num_samples": args.num_samples or profile.num_samples,
+        "max_concurrent": args.max_concurrent,
+        "seed": args.seed,
+        "metric": args.metric,
+        # seconds of trials, or None; --time-budget on a later resume or extend replaces it
+        "time_budget_s": None if profile.time_budget_minutes is None else 60 * profile.time_budget_minutes,
+        "experiment": RunFolder.experiment_name(0),  # the current Tune experiment, relative to the run folder
+        "extensions": 0,
+        "finished": False,
+    }, folder
+
+
+def memory_share_gb(cpus_per_trial: int) -> float:
+    """A CPU trial's default memory budget: 80 % of this machine's memory, shared by the trials its
+    cores run at once (a cluster's nodes: pass --cpu-memory-gb)."""
+    total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return round(0.8 * total_gb / max(1, (os.cpu_count() or 1) // cpus_per_trial), 2)
+
+
+def time_budget_seconds(args: argparse.Namespace, state: dict) -> float | None:
+    """--time-budget if given (0 = none), else what the run was started with. It applies to each
+    new search or extension; a resumed search keeps what was left of its own (Ray restores it)."""
+    if args.time_budget is not None:
+        state["time_budget_s"] = args.time_budget * 60 or None
+    return state.get("time_budget_s")

@@ -1,0 +1,103 @@
+"""Ray start-up and the checks a cluster needs: a local Ray instance or a connection to a
+cluster, and proof that every node can reach the run folder's storage.
+"""
+
+from __future__ import annotations
+
+import os
+
+from core import storage as run_storage
+from core.errors import UserError
+from core.run_folder import RUN_FOLDER_ENV, RunFolder
+
+# Custom Ray resource that trial drivers (the Tune functions) ask for. A local run declares it;
+# on a cluster, cluster.yaml gives it to the head node, the "safe node" Ray's docs recommend.
+TRIAL_DRIVER = "trial_driver"
+TRIAL_DRIVER_SLOTS = 64
+
+
+def start_ray(address: str | None = None, folder: RunFolder | None = None) -> None:
+    """Start a local Ray instance, or connect to the cluster at `address`. Every task and actor of
+    this job learns where the run folder is now (RUN_FOLDER_ENV), so trials restored from a moved
+    run folder write there, not where their saved config says."""
+    import ray
+
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if ray.is_initialized():
+        return
+    runtime_env = {"env_vars": {RUN_FOLDER_ENV: folder.path}} if folder else None
+    if address:
+        try:
+            ray.init(address=address, configure_logging=False, runtime_env=runtime_env)
+        except ConnectionError as error:
+            raise UserError(f"Could not connect to a Ray cluster at {address}: {error}. Start one with "
+                            "`ray up cluster.yaml` (or `ray start --head` on this machine).") from error
+        if ray.cluster_resources().get(TRIAL_DRIVER, 0) < 1:
+            raise UserError(
+                f"The Ray cluster at {address} has no '{TRIAL_DRIVER}' resource for trial drivers. Start its "
+                f"head with: ray start --head --resources='{{\"{TRIAL_DRIVER}\": {TRIAL_DRIVER_SLOTS}}}' "
+                "(cluster.yaml does).")
+        return
+    # The dashboard serves Ray's state API; without it Ray Train cannot see that an ASHA-stopped
+    # trial's controller died, never frees that trial's worker resources, and the next trial's
+    # worker group times out waiting for them.
+    ray.init(include_dashboard=True, configure_logging=False, resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS},
+             runtime_env=runtime_env)
+
+
+def ray_gpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def check_storage_reachable(storage: str) -> None:
+    """Fail before any work when the storage URI's bucket cannot be reached: no
+    credentials, no such bucket, a typo in the scheme."""
+    if not run_storage.is_uri(storage):
+        return
+    try:
+        problem = None if run_storage.exists(run_storage.bucket(storage)) else "no such bucket"
+    except Exception as error:  # pyarrow raises OSError, ValueError or ArrowInvalid, by scheme
+        problem = str(error).splitlines()[0]
+    if problem:
+        raise UserError(f"--storage {storage} cannot be used: {problem}. Check the bucket name (the "
+                        "search does not create buckets) and the credentials in the environment "
+                        "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or GOOGLE_APPLICATION_CREDENTIALS; "
+                        "AWS_ENDPOINT_URL for an S3-compatible server).")
+
+
+def check_shared_storage(folder: RunFolder) -> None:
+    """On a multi-node cluster every node must see the run folder: Ray no longer syncs trial files
+    to the head node. A marker written here is looked for from every node, which also proves each
+    node's credentials for a storage URI."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) < 2:
+        return
+    marker = folder.shared_check_marker(str(os.getpid()))
+    run_storage.write_text(marker, "written by the search driver")
+    try:
+        seen = ray.get([
+            ray.remote(storage_visible).options(
+                num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(marker)
+            for node in nodes])
+    finally:
+        run_storage.remove(marker)
+    blind = [f"{node['NodeManagerAddress']} (node {node['NodeID'][:8]})" for node, ok in zip(nodes, seen) if not ok]
+    if blind:
+        raise UserError(
+            f"--storage {folder.storage_root} is not visible from node(s) {', '.join(blind)}: this cluster has "
+            f"{len(nodes)} nodes, and every trial writes its records and checkpoints there. Mount one "
+            "shared folder (NFS) at the same path on every node, or use an s3:// or gs:// URI that "
+            "every node has credentials for, and pass it with --storage.")
+
+
+def storage_visible(marker: str) -> bool:
+    try:
+        return run_storage.exists(marker)
+    except OSError:  # no credentials on that node
+        return False

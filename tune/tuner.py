@@ -1,0 +1,71 @@
+"""The Ray Tune objects of a search: the trial function with its resources, the Optuna searcher,
+the Tuner (ASHA over epochs, the time budget, failure policy), and the errored trials' records.
+"""
+
+from __future__ import annotations
+
+from core.run_folder import RunFolder
+from tune.ray_setup import TRIAL_DRIVER, ray_gpus
+
+
+def trainable():
+    from ray import tune
+
+    from tune.trial import run_trial
+
+    # The trial function only drives its Ray Train worker, which holds the CPU or GPU; it takes a
+    # slot of a custom resource instead of a CPU, so drivers never starve workers.
+    return tune.with_resources(run_trial, {"cpu": 0, TRIAL_DRIVER: 1})
+
+
+def new_searcher(preset, state: dict, seeds: list[dict]):
+    from tune.searcher import EpochAwareOptunaSearch
+
+    return EpochAwareOptunaSearch(preset.SPACE, seeds, state["seed"])
+
+
+def new_tuner(searcher, base: dict, num_samples: int, max_concurrent: int | None, storage: str, name: str,
+              time_budget_s: float | None):
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from trainables.training import SCORE
+
+    if max_concurrent is None:
+        per_gpu = round(1 / base.get("gpu_fraction", 1.0))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        max_concurrent = ray_gpus() * per_gpu if base["use_gpu"] else max(1, cpus // base["cpus_per_worker"])
+    return tune.Tuner(
+        trainable(),
+        param_space=base,  # the fixed settings; the searcher's define-by-run space adds the rest
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            # Rungs count epochs as the trial reports them, so a trial resumed from its epoch-2
+            # checkpoint is judged at epoch 3, not at its first report after the restart. Every
+            # trial's schedule spans max_t epochs, so a rung compares trials at the same point.
+            scheduler=ASHAScheduler(metric=SCORE, mode="max", time_attr="epoch", max_t=base["epochs"],
+                                    grace_period=1, reduction_factor=2),
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent,
+            time_budget_s=time_budget_s,
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
+        # A trial driver is not retried: out of memory and lost workers are retried inside it
+        # (tune/trial.run_trial), and anything else would fail the same way again.
+        run_config=tune.RunConfig(name=name, storage_path=storage,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+
+
+def record_failures(results, folder: RunFolder) -> None:
+    """Write each errored trial's reason into its record (Tune's view: a stopped trial is no error)."""
+    from trainables.config import FineTuneConfig
+    from tune.space import trial_settings
+    from tune.trial import first_line, mark_failed
+
+    for result in results:
+        if result.error is not None:
+            trial = FineTuneConfig.from_dict({**trial_settings(result.config), "run_dir": folder.path})
+            trial_id = result.metrics["trial_id"]  # Tune sets it even before a trial's first report
+            mark_failed(folder.trial_record(trial_id), trial, trial_id, first_line(result.error))
