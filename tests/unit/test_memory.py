@@ -7,8 +7,9 @@ import pytest
 from trainables.config import FineTuneConfig
 from trainables.memory import MemoryBudgetError, estimate_memory, fit_budget, model_shape
 
-# MiniLM (packaged, built on the meta device) at a long max length: activations dominate.
-TRIAL = FineTuneConfig(model="minilm", method="qlora", batch_size=32, max_length=512)
+# MiniLM (packaged, built on the meta device) at a long max length: activations dominate. A GPU
+# trial: its budget is --gpu-memory-gb (a CPU trial's, --cpu-memory-gb: the last test).
+TRIAL = FineTuneConfig(model="minilm", method="qlora", batch_size=32, max_length=512, use_gpu=True)
 
 
 def budget_between(low, high) -> float:
@@ -55,3 +56,11 @@ def test_full_fine_tuning_needs_more_than_qlora(shape):
     qlora = estimate_memory(TRIAL, shape)
     assert full.weights_gb > qlora.weights_gb  # MiniLM: half its weights are embeddings, not 4-bit
     assert full.optimizer_gb > 100 * qlora.optimizer_gb
+
+
+def test_a_cpu_trial_has_its_own_budget():
+    cpu = replace(TRIAL, use_gpu=False, gpu_memory_gb=0.1, cpu_memory_gb=64)
+    assert fit_budget(cpu)[0] == cpu  # the GPU cap does not bind a CPU trial
+    with pytest.raises(MemoryBudgetError, match=r"over its 0.1 GiB budget .* raise --cpu-memory-gb"):
+        fit_budget(replace(cpu, cpu_memory_gb=0.1))
+
