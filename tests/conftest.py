@@ -3,6 +3,7 @@ run data. Nothing here reaches a network."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,10 @@ def tiny_stella(tmp_path_factory, minilm_tokenizer) -> str:
     model = TinyStellaForSequenceClassification(config)
     model.config.use_memory_efficient_attention = model.config.unpad_inputs = True
     model.save_pretrained(folder)
+    # As Stella's config.json: AutoModel (the embedding baselines' backbone) maps to the base model.
+    saved = json.loads((folder / "config.json").read_text())
+    saved["auto_map"]["AutoModel"] = "modeling_tiny_stella.TinyStellaModel"
+    (folder / "config.json").write_text(json.dumps(saved, indent=2))
     minilm_tokenizer.save_pretrained(folder)
     return str(folder)
 

@@ -68,26 +68,40 @@ def interrupt(command, signal_number, when):
     return seen, process.returncode, output
 
 
-@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_leaves_the_search_unfinished_and_the_same_command_resumes_it(
-        reviews_path, slow_bert, tmp_path, signal_number, exit_code):
-    """Ctrl-C (SIGINT) or SIGTERM mid-way through a trial, after its first epoch's checkpoint; the
-    same command resumes it from that checkpoint. slow_bert's epochs outlast the graceful stop, so
-    the signal lands while the trial trains; one trial, so ASHA has nothing to stop it for."""
-    command = search_command(reviews_path, slow_bert, tmp_path, "stop", "--num-samples", "1")
+def test_sigterm_and_ctrl_c_leave_the_search_unfinished_and_the_same_command_resumes_it(
+        reviews_path, slow_bert, tmp_path):
+    """SIGTERM mid-way through the first trial; the same command resumes it from its checkpoint.
+    Ctrl-C (SIGINT) lands once that trial has recorded its last epoch: either before its driver
+    ended (it is resumed from its last checkpoint, has nothing to train and reports that epoch
+    again) or while the second trial trains its first epoch. The same command a third time
+    finishes the search, every trial once. slow_bert's epochs outlast the graceful stop, so the
+    SIGTERM lands while the trial trains."""
+    command = search_command(reviews_path, slow_bert, tmp_path, "stop", "--num-samples", "2")
     run_dir = tmp_path / "stop"
-    stopped, returncode, output = interrupt(command, signal_number, lambda: checkpointed_mid_way(run_dir))
-    assert returncode == exit_code, output[-3000:]
-    assert state(run_dir)["finished"] is False
-    assert f"Interrupted by {signal.Signals(signal_number).name}: " in output
-    assert f"resume it with: python -m tune.search minilm --storage {tmp_path} --name stop" in output
+
+    def first_finished():
+        return next((r for r in fine_tune_records(run_dir)
+                     if r["trial_id"] == stopped["trial_id"] and r["epochs_run"] == r["params"]["epochs"]), None)
+
+    def check_left_unfinished(signal_number, exit_code, returncode, output):
+        assert returncode == exit_code, output[-3000:]
+        assert state(run_dir)["finished"] is False
+        assert f"Interrupted by {signal.Signals(signal_number).name}: " in output
+        assert f"resume it with: python -m tune.search minilm --storage {tmp_path} --name stop" in output
+
+    stopped, returncode, output = interrupt(command, signal.SIGTERM, lambda: checkpointed_mid_way(run_dir))
+    check_left_unfinished(signal.SIGTERM, 143, returncode, output)
+    _, returncode, output = interrupt(command, signal.SIGINT, first_finished)
+    check_left_unfinished(signal.SIGINT, 130, returncode, output)
+    assert "Resuming the unfinished search" in output
 
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "Resuming the unfinished search" in again.stdout
     assert state(run_dir)["finished"] is True
-    (record,) = fine_tune_records(run_dir)  # the trial once, not a second one beside it
-    assert record["trial_id"] == stopped["trial_id"]
-    assert record["started_at_epochs"][0] == 0
-    assert record["started_at_epochs"][-1] >= stopped["epochs_run"]  # from its checkpoint
-    assert record["epochs_run"] == record["params"]["epochs"]
+    records = fine_tune_records(run_dir)
+    assert len(records) == 2 and len({r["trial_id"] for r in records}) == 2  # every trial once
+    resumed = next(r for r in records if r["trial_id"] == stopped["trial_id"])
+    assert resumed["started_at_epochs"][0] == 0
+    assert resumed["started_at_epochs"][-1] >= stopped["epochs_run"]  # from its checkpoint
+    assert resumed["epochs_run"] == resumed["params"]["epochs"]
