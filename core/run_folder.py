@@ -98,14 +98,6 @@ class RunFolder:
     def baseline_record(self, baseline_id: str) -> str:
         return storage.join(self.path, "baselines", baseline_id, RECORD_NAME)
 
-    def baseline_file(self, baseline_id: str, file_name: str) -> str:
-        return storage.join(self.path, "baselines", baseline_id, file_name)
-
-    def write_record(self, location: str, record: dict[str, Any]) -> None:
-        if not storage.absolute(location).startswith(self.path):
-            raise ValueError(f"{location} is not inside the run folder {self.path}")
-        write_record(location, record)
-
     def record_paths(self) -> list[str]:
         return find_records(self.path)
 
@@ -167,13 +159,3 @@ class RunFolder:
         storage that the search owns, beside the run folder and never inside it, so a refused
         search leaves no run folder behind (an object store keeps even an emptied folder)."""
         return storage.join(self.storage_root, ".search-checks", f"{self.name}-{token}")
-
-
-def read_records(folder: RunFolder) -> list[dict[str, Any]]:
-    """Every record in the run folder, each with `record_path` (where it is now) added."""
-    records = []
-    for path in folder.record_paths():
-        record = read_record(path)
-        record["record_path"] = str(path)
-        records.append(record)
-    return records

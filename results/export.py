@@ -55,19 +55,6 @@ def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_
                     f"{', '.join(sorted(str(r.get('trial_id')) for r in records))}.")
 
 
-def latest_checkpoint(train_run_dir: str) -> str:
-    checkpoints = storage.folders(train_run_dir, "checkpoint_")
-    if not checkpoints:
-        raise UserError(f"No checkpoint under {train_run_dir}; the trial never finished an epoch.")
-    return checkpoints[-1]
-
-
-def train_run_dir(folder: RunFolder, record: dict) -> str:
-    """The trial's Ray Train folder in the run folder where it is now, not where the search wrote
-    it: a run folder copied out of a bucket or off a cluster's shared disk exports from the copy."""
-    return folder.train_run(storage.name(record["train_run_dir"]))
-
-
 def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool = False,
            trust_remote_code: bool = False) -> Path:
     folder = RunFolder.at(run_dir)
@@ -123,7 +110,12 @@ def export_fine_tune(folder: RunFolder, record: dict, out: Path, merge: bool) ->
     from trainables.training import WEIGHTS_FILE
 
     config = FineTuneConfig.from_dict(record["config"])  # trust_remote_code: checked by export()
-    checkpoint = latest_checkpoint(train_run_dir(folder, record))
+    # The trial's Train run in the run folder where it is now, not where the search wrote it: a
+    # run folder copied out of a bucket or off a cluster's shared disk exports from the copy.
+    train_run = storage.name(record["train_run_dir"])
+    checkpoint = folder.latest_checkpoint(train_run)
+    if checkpoint is None:
+        raise UserError(f"No checkpoint under {folder.train_run(train_run)}; the trial never finished an epoch.")
     model = build_classifier(config, torch.device("cpu"))
     load_trainable_state_dict(model, load(storage.read_bytes(storage.join(checkpoint, WEIGHTS_FILE))))
     load_tokenizer(config.model, config.trust_remote_code, config.model_revision).save_pretrained(out / "tokenizer")

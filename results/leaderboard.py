@@ -30,7 +30,6 @@ from core.run_folder import RunFolder
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
-OUTPUT_FOLDER = "leaderboard"
 
 
 def load_records(run_dir: str) -> list[dict]:
@@ -239,7 +238,7 @@ def write_leaderboard(run_dir: str, records: list[dict] | None = None, metric: s
     rows = leaderboard_rows(records, metric)
     with tempfile.TemporaryDirectory() as folder:
         render(records, rows, Path(folder), metric)
-        out = storage.join(run_dir, OUTPUT_FOLDER)
+        out = RunFolder.at(run_dir).leaderboard
         storage.upload(folder, out)
     return out
 

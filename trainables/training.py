@@ -114,7 +114,7 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
         test_labels, test_prob = predict(model, data["test"][0], data["test"][1], config.batch_size, pad_id, device)
         stats["eval_seconds"] = time.perf_counter() - started
         val = classification_metrics(val_labels, val_prob)
-        score = selection_score(val, config.selection_metric)
+        metrics = epoch_report(epoch + 1, val, stats["train_loss"], config)
         history.append({"epoch": epoch + 1, "val": val, **stats, **({"placement": placement} if placement else {})})
         weights = trainable_state_dict(model)
         record = {
@@ -126,7 +126,7 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
             "config": config.to_dict(),  # as trained: micro-batch, accumulation, checkpointing
             "loading_overrides": loading_overrides(config.preset),  # what this machine changed at load
             "epochs_run": epoch + 1,
-            "selection": {"metric": config.selection_metric, "val_score": score},
+            "selection": {"metric": config.selection_metric, "val_score": metrics[SCORE]},
             "started_at_epochs": starts,
             "val": val,
             "test": classification_metrics(test_labels, test_prob),
@@ -156,7 +156,7 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
                         "epoch": epoch + 1, "history": history, "starts": starts, "rng": rng_state()},
                        os.path.join(folder, STATE_FILE))
             if report:
-                report(epoch_report(epoch + 1, val, stats["train_loss"], config), folder)
+                report(metrics, folder)
         # After the checkpoint is stored: a record never claims an epoch that a crash would lose;
         # a stop between the two leaves the checkpoint's copy ahead, which the search settles.
         write_record(record_path, record)

@@ -44,7 +44,7 @@ def run_trial(config: dict) -> None:
     Only what can succeed on a retry is retried: out of memory (at half the micro-batch, here) and
     a lost worker or node (Ray Train, from the last checkpoint). A budget refusal, a bad setting or
     a bug fails once: the worker records it instead of raising (train_worker), Tune does not retry
-    a trial driver (tune.search: max_failures=0).
+    a trial driver (tune/tuner.py: max_failures=0).
     """
     from tune.space import trial_settings  # the searcher's nested branch -> flat settings
 
@@ -71,8 +71,8 @@ def run_trial(config: dict) -> None:
             raise TrialFailed(record["error"])
         notes.append(f"micro-batch {settings.batch_size}: {record['error']}")
         if attempt + 1 < len(attempts):
-                notes.append(f"retried at micro-batch {attempts[attempt + 1].batch_size} with "
-                             f"{attempts[attempt + 1].grad_accumulation} accumulation steps")
+            notes.append(f"retried at micro-batch {attempts[attempt + 1].batch_size} with "
+                         f"{attempts[attempt + 1].grad_accumulation} accumulation steps")
     raise TrialFailed("; ".join(notes))
 
 
