@@ -4,6 +4,11 @@ The contract (DESIGN.md): a text column and a label column; fake (`CG`) = 0, rea
 (numeric labels: 0 = fake unless --fake-label says which value is fake); empty and null texts
 dropped; a text that appears with both labels dropped everywhere, other exact duplicates kept
 once; stratified split, test 20 %, then validation 10 % of the rest, seed 42. A hash of which texts landed in which split goes into every result record.
+
+Groups (product categories): a group column (default `category` where the data has one) is kept
+through the split, so every record can report test metrics per group. The group-held-out protocol
+(`test_groups`) puts every review of the named groups in test and splits the rest into train and
+validation (10 %, stratified, seed 42); the protocol is part of the split hash.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from core.errors import DataError
 
 TEXT_COLUMNS = ("text_", "text", "review")
 LABEL_COLUMNS = ("label",)
+GROUP_COLUMNS = ("category",)
+NO_GROUPS = "none"  # --group-col none: no per-group results
+MISSING_GROUP = "(missing)"
+RANDOM_PROTOCOL = "random split"
 LABEL_NAMES = {0: "fake", 1: "real"}
 # Every spelling we accept, lower-cased, mapped to fake = 0 / real = 1.
 LABEL_VALUES = {"cg": 0, "fake": 0, "0": 0, "or": 1, "real": 1, "1": 1}
@@ -33,6 +42,7 @@ class CleanReport:
     duplicates_dropped: int
     conflicting_dropped: int = 0  # rows whose text appears with both labels
     label_mapping: str = ""  # how the file's label values were read, e.g. "CG = fake, OR = real"
+    group_col: str | None = None  # the column kept as `group`, if any
 
     def summary(self) -> str:
         return (
@@ -42,11 +52,23 @@ class CleanReport:
         )
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read CSV, CSV.GZ, TSV, Parquet or JSONL by file extension."""
+HUB_PREFIX = "hf:"
+
+
+def read_table(path: str | Path, data_split: str | None = None) -> pd.DataFrame:
+    """Read CSV, CSV.GZ, TSV, Parquet or JSONL by file extension, a folder written by Hugging Face
+    `datasets`' save_to_disk, or a hub dataset `hf:OWNER/NAME` (through `datasets`, from its local
+    cache when offline). `data_split` picks one split of a DatasetDict; without it every split's
+    rows are read, and the data contract splits them again."""
+    if str(path).startswith(HUB_PREFIX):
+        return read_hub_dataset(str(path)[len(HUB_PREFIX):], data_split)
     path = Path(path)
     if not path.exists():
         raise DataError(f"Data file not found: {path}. Pass the dataset with --data PATH.")
+    if path.is_dir():
+        return read_saved_dataset(path, data_split)
+    if data_split is not None:
+        raise DataError(f"--data-split applies to a `datasets` folder or hub dataset, not to the file {path.name}.")
     name = path.name.lower()
     if name.endswith((".gz", ".bz2", ".xz", ".zst")):
         name = name.rsplit(".", 1)[0]
@@ -61,7 +83,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
             frame = pd.read_json(path, lines=True, dtype=False)
         else:
             raise DataError(
-                f"Unknown data format: {path.name}. Use .csv, .csv.gz, .tsv, .parquet or .jsonl."
+                f"Unknown data format: {path.name}. Use .csv, .csv.gz, .tsv, .parquet or .jsonl. A folder "
+                "written by datasets' save_to_disk, or hf:OWNER/NAME, work too."
             )
     except DataError:
         raise
@@ -69,6 +92,61 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"Could not read {path}: {error}") from error
     if len(frame) == 0:
         raise DataError(f"{path} has no rows.")
+    return frame
+
+
+def read_saved_dataset(path: Path, data_split: str | None) -> pd.DataFrame:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError as error:
+        raise DataError(f"{path} is a folder but not one written by datasets' save_to_disk "
+                        f"({str(error).splitlines()[0]}). Pass a data file or such a folder.") from error
+    return dataset_frame(loaded, data_split, str(path))
+
+
+def read_hub_dataset(name: str, data_split: str | None) -> pd.DataFrame:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(name)
+    except Exception as error:  # no network and no cache: ConnectionError, FileNotFoundError, hub errors
+        raise DataError(
+            f"Could not load {HUB_PREFIX}{name}: it is not in the local datasets cache and the hub could not "
+            f"be reached ({type(error).__name__}). Pre-download it where there is a network: "
+            f"python -c \"import datasets; datasets.load_dataset('{name}').save_to_disk('{name.split('/')[-1]}')\" "
+            "and pass that folder with --data (or copy the cache, ~/.cache/huggingface)."
+        ) from error
+    return dataset_frame(loaded, data_split, f"{HUB_PREFIX}{name}")
+
+
+def dataset_frame(loaded, data_split: str | None, where: str) -> pd.DataFrame:
+    """A Dataset, or a DatasetDict's chosen split (every split's rows without one), as a frame whose
+    ClassLabel columns hold their names (so `fake`/`real`, not 0/1, decide what a label means)."""
+    import datasets
+
+    if isinstance(loaded, datasets.DatasetDict):
+        if data_split is not None:
+            if data_split not in loaded:
+                raise DataError(f"{where} has no split '{data_split}'; its splits: {', '.join(loaded)}.")
+            parts = [loaded[data_split]]
+        else:
+            parts = list(loaded.values())
+    else:
+        if data_split is not None:
+            raise DataError(f"{where} is a single Dataset without splits; leave out --data-split.")
+        parts = [loaded]
+    frames = []
+    for part in parts:
+        frame = part.to_pandas()
+        for column, feature in part.features.items():
+            if isinstance(feature, datasets.ClassLabel):
+                frame[column] = [feature.int2str(int(v)) if v is not None and v >= 0 else None for v in frame[column]]
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    if len(frame) == 0:
+        raise DataError(f"{where} has no rows.")
     return frame
 
 
@@ -81,7 +159,7 @@ def find_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, 
     for name in candidates:
         if name in columns:
             return name
-    flag = "--text-col" if what == "text" else "--label-col"
+    flag = {"text": "--text-col", "label": "--label-col"}.get(what, "--group-col")
     raise DataError(
         f"No {what} column found (looked for {', '.join(candidates)}). "
         f"Columns found: {', '.join(columns)}. Name it with {flag}."
@@ -120,15 +198,31 @@ def map_labels(values: pd.Series, fake_label: str | None = None) -> tuple[pd.Ser
     return as_text.map(mapping).astype("int64"), shown
 
 
+def group_column(frame: pd.DataFrame, wanted: str | None) -> str | None:
+    """The group column: `wanted` (which must exist), none for NO_GROUPS, else the first of
+    GROUP_COLUMNS the data has, else none."""
+    if wanted == NO_GROUPS:
+        return None
+    if wanted is not None:
+        return find_column(frame, wanted, GROUP_COLUMNS, "group")
+    return next((name for name in GROUP_COLUMNS if name in frame.columns), None)
+
+
 def load_reviews(
     path: str | Path, text_col: str | None = None, label_col: str | None = None, fake_label: str | None = None,
+    group_col: str | None = None, data_split: str | None = None,
 ) -> tuple[pd.DataFrame, CleanReport]:
-    """Read a dataset and return (frame with columns text, label) and what cleaning did."""
-    raw = read_table(path)
+    """Read a dataset and return (frame with columns text, label and, with a group column, group)
+    and what cleaning did. `group_col`: a column name, NO_GROUPS, or None for the default."""
+    raw = read_table(path, data_split)
     text_name = find_column(raw, text_col, TEXT_COLUMNS, "text")
     label_name = find_column(raw, label_col, LABEL_COLUMNS, "label")
+    group_name = group_column(raw, group_col)
     texts = raw[text_name]
     frame = pd.DataFrame({"text": texts.where(texts.notna(), "").astype(str), "label": raw[label_name]})
+    if group_name is not None:
+        groups = raw[group_name].astype("string").str.strip()
+        frame["group"] = groups.where(groups.notna() & (groups != ""), MISSING_GROUP).astype(str)
     rows_read = len(frame)
     frame = frame[frame["text"].str.strip() != ""]  # null (Parquet, JSONL) or blank
     empty_dropped = rows_read - len(frame)
@@ -148,16 +242,48 @@ def load_reviews(
                 f"Class '{name}' has {counts.get(label, 0)} rows after cleaning; "
                 f"at least {MIN_ROWS_PER_CLASS} are needed to split it."
             )
-    return frame, CleanReport(rows_read, empty_dropped, duplicates_dropped, int(conflicting.sum()), mapping)
+    return frame, CleanReport(rows_read, empty_dropped, duplicates_dropped, int(conflicting.sum()), mapping,
+                              group_name)
 
 
-def split_reviews(frame: pd.DataFrame, seed: int = 42) -> pd.DataFrame:
+def protocol_name(test_groups: list[str] | None) -> str:
+    """How test was chosen, as records and run.json say it."""
+    return f"held-out groups: {', '.join(sorted(test_groups))}" if test_groups else RANDOM_PROTOCOL
+
+
+def check_test_groups(frame: pd.DataFrame, test_groups: list[str]) -> None:
+    """Every held-out group exists, and both sides of the split keep enough of each class."""
+    if "group" not in frame.columns:
+        raise DataError("--test-groups needs a group column: the data has none of "
+                        f"{', '.join(GROUP_COLUMNS)}; name one with --group-col.")
+    known = sorted(frame["group"].unique())
+    unknown = [g for g in test_groups if g not in known]
+    if unknown:
+        raise DataError(f"Unknown test group {', '.join(repr(g) for g in unknown)}; the groups are: "
+                        f"{', '.join(known)}.")
+    held = frame["group"].isin(test_groups)
+    for side, rows in (("held-out (test)", frame[held]), ("remaining (train and validation)", frame[~held])):
+        counts = rows["label"].value_counts()
+        for label, name in LABEL_NAMES.items():
+            if counts.get(label, 0) < MIN_ROWS_PER_CLASS:
+                raise DataError(f"With --test-groups {','.join(test_groups)} the {side} reviews hold "
+                                f"{counts.get(label, 0)} of class '{name}'; at least {MIN_ROWS_PER_CLASS} "
+                                "are needed. Hold out other groups.")
+
+
+def split_reviews(frame: pd.DataFrame, seed: int = 42, test_groups: list[str] | None = None) -> pd.DataFrame:
     """Stratified split: test 20 %, then validation 10 % of the rest. Adds a `split` column.
+    With `test_groups`, test is every review of those groups, and the rest splits as above.
 
     Rows are ordered by text first, so the same reviews split the same way in any file order.
     """
     frame = frame.sort_values("text", kind="stable", ignore_index=True)
-    rest, test = train_test_split(frame, test_size=0.2, stratify=frame["label"], random_state=seed)
+    if test_groups:
+        check_test_groups(frame, test_groups)
+        held = frame["group"].isin(test_groups)
+        rest, test = frame[~held], frame[held]
+    else:
+        rest, test = train_test_split(frame, test_size=0.2, stratify=frame["label"], random_state=seed)
     train, val = train_test_split(rest, test_size=0.1, stratify=rest["label"], random_state=seed)
     return pd.concat(
         [train.assign(split="train"), val.assign(split="val"), test.assign(split="test")],
@@ -179,9 +305,12 @@ def subsample(split: pd.DataFrame, rows: dict[str, int | None], seed: int = 42) 
     return pd.concat(parts, ignore_index=True)
 
 
-def split_hash(split: pd.DataFrame) -> str:
-    """A short hash of which texts (and labels) are in which split, independent of row order."""
+def split_hash(split: pd.DataFrame, protocol: str = RANDOM_PROTOCOL) -> str:
+    """A short hash of the protocol and of which texts (and labels) are in which split,
+    independent of row order."""
     digest = hashlib.sha256()
+    if protocol != RANDOM_PROTOCOL:  # the random split's hash stays what it was before protocols
+        digest.update(protocol.encode())
     for name in SPLITS:
         part = split[split["split"] == name]
         rows = sorted(

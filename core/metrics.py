@@ -4,16 +4,6 @@ the one selection score that ASHA, Optuna, the ranking and export all use."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    confusion_matrix,
-    f1_score,
-    matthews_corrcoef,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 
 # --metric choices -> the key of the metric dict they read. macro_f1 is the default: a constant
 # predictor scores about 0.41 there, while the study's F1 of `real` gives it about 0.69.
@@ -27,6 +17,19 @@ CONSTANT_PREDICTOR_SCORE = -2.0
 
 def classification_metrics(labels, prob_real, threshold: float = 0.5) -> dict:
     """Binary F1 with positive class `real` (as the study reports), plus the rest of the set."""
+    # Imported here: every trial process reads this module's constants (through its config), and
+    # scikit-learn's import (with scipy) costs more than a second each time.
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        confusion_matrix,
+        f1_score,
+        matthews_corrcoef,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
     labels = np.asarray(labels, dtype=int)
     prob_real = np.asarray(prob_real, dtype=float)
     predicted = (prob_real >= threshold).astype(int)

@@ -7,6 +7,7 @@
       baselines/<id>/record.json     one record per baseline grid point, beside its fitted model
       train/<trial id>/              Ray Train's run of each trial: its epoch checkpoints
       tune/search/, tune/extend-N/   Ray Tune's experiments: the first search, then each --extend
+      optuna.journal                 the Optuna study of the search and its extensions (local run folders)
       leaderboard/                   the analyzer's tables and plots
 
 STORAGE is a folder or an s3:// or gs:// URI (core/storage.py). NAME is one folder name,
@@ -38,6 +39,7 @@ RUN_FOLDER_ENV = "REVIEW_TUNE_RUN_FOLDER"
 # Each epoch checkpoint holds the trial's record as of that epoch, under a name the record search
 # (find_records) does not match: the record to trust when a stop fell between the two writes.
 CHECKPOINT_RECORD = "record_at_checkpoint.json"
+OPTUNA_JOURNAL = "optuna.journal"
 
 
 def check_name(name: str) -> str:
@@ -148,6 +150,11 @@ class RunFolder:
     def experiment_name(extension: int) -> str:
         """The path, relative to the run folder, of the first search (0) or the N-th --extend."""
         return f"{TUNE_FOLDER}/{FIRST_EXPERIMENT if extension == 0 else f'extend-{extension}'}"
+
+    @property
+    def optuna_journal(self) -> str:
+        """The Optuna study's journal file (tune/searcher.py); local run folders only."""
+        return storage.join(self.path, OPTUNA_JOURNAL)
 
     # Outputs
     @property

@@ -23,6 +23,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from core import storage
+from core.data import RANDOM_PROTOCOL
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, selection_score
 from core.record import find_records, read_record
@@ -30,6 +31,12 @@ from core.run_folder import RunFolder
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
+# Readable at a laptop's width: wide tables scroll inside their box, images shrink to fit.
+PAGE_STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:1200px} "
+              "table{border-collapse:collapse;font-size:13px} td,th{padding:2px 6px;border:1px solid #ccc} "
+              ".wide{overflow-x:auto} img{max-width:100%;height:auto}")
+GROUP_NOTE = ("Test F1 of each method's best trial on each group's test reviews, with a 95 % bootstrap "
+              "interval; ▼ marks a group whose whole interval lies below the trial's overall one.")
 
 
 def load_records(run_dir: str) -> list[dict]:
@@ -41,6 +48,12 @@ def load_records(run_dir: str) -> list[dict]:
         record = read_record(path)
         record["record_path"] = str(path)
         records.append(record)
+    protocols = sorted({r.get("protocol", RANDOM_PROTOCOL) for r in records})
+    if len(protocols) > 1:
+        raise UserError(
+            f"Records in {run_dir} come from different test protocols ({'; '.join(protocols)}); a "
+            "held-out group's score is not comparable with a random split's. Compare one run folder at a time."
+        )
     hashes = sorted({r["split_hash"] for r in records})
     if len(hashes) > 1:
         raise UserError(
@@ -174,6 +187,49 @@ def leaderboard_rows(records: list[dict], metric: str = DEFAULT_METRIC) -> list[
     return rows
 
 
+def group_rows(records: list[dict], rows: list[dict]) -> list[dict]:
+    """Test F1 per group of each method's best trial, with 95 % bootstrap intervals. A group is
+    flagged `below_overall` when its whole interval lies below the trial's overall interval."""
+    by_path = {r["record_path"]: r for r in records}
+    out = []
+    seen = set()
+    for row in rows:  # ranked: the first row of a method is its best
+        record = by_path[row["record_path"]]
+        if row["method"] in seen or "test_group" not in record:
+            continue
+        seen.add(row["method"])
+        labels, prob, groups = (np.asarray(record[k]) for k in ("test_labels", "test_prob_real", "test_group"))
+        for group in sorted(set(groups)):
+            mine = groups == group
+            low, high = bootstrap_f1_interval(labels[mine], prob[mine])
+            out.append({"method": row["method"], "trial": row["trial"], "group": str(group), "n": int(mine.sum()),
+                        "test_f1": record["test_by_group"][str(group)]["f1"], "test_f1_low": low,
+                        "test_f1_high": high, "overall_f1": row["test_f1"], "overall_low": row["test_f1_low"],
+                        "overall_high": row["test_f1_high"], "below_overall": bool(high < row["test_f1_low"])})
+    return out
+
+
+def group_markdown(groups: list[dict]) -> str:
+    """Groups as rows, each method's best as a column: F1 (95 % CI); ▼ where the whole interval
+    lies below that trial's overall interval."""
+    methods = list(dict.fromkeys(g["method"] for g in groups))
+    cells = {(g["group"], g["method"]): g for g in groups}
+    names = sorted({g["group"] for g in groups})
+    lines = ["| group | n | " + " | ".join(methods) + " |", "|---|---:|" + "---|" * len(methods)]
+    for name in names:
+        row = [name, str(next(g["n"] for g in groups if g["group"] == name))]
+        for method in methods:
+            g = cells.get((name, method))
+            row.append("" if g is None else f"{100 * g['test_f1']:.2f} ({100 * g['test_f1_low']:.1f}-"
+                       f"{100 * g['test_f1_high']:.1f}){' ▼' if g['below_overall'] else ''}")
+        lines.append("| " + " | ".join(row) + " |")
+    overall = {g["method"]: g for g in groups}
+    lines.append("| all groups | " + str(sum(next(g["n"] for g in groups if g["group"] == n) for n in names)) + " | "
+                 + " | ".join(f"{100 * overall[m]['overall_f1']:.2f} ({100 * overall[m]['overall_low']:.1f}-"
+                              f"{100 * overall[m]['overall_high']:.1f})" for m in methods) + " |")
+    return "\n".join(lines)
+
+
 def format_table(records: list[dict], metric: str = DEFAULT_METRIC) -> str:
     """The short console table that ends every search."""
     lines = [f"| rank | trial | method | settings | epochs | val {metric} | test {metric} | test F1 (95% CI) | minutes |",
@@ -250,18 +306,48 @@ def render(records: list[dict], rows: list[dict], out: Path, metric: str) -> Non
             "class real), test F1 with a 95 % bootstrap interval "
             f"({BOOTSTRAP_SAMPLES} resamples); 'p vs top': exact McNemar test of each method's best "
             "against the top row on the same test reviews. Split hash: " + records[0]["split_hash"])
+    protocol = records[0].get("protocol", RANDOM_PROTOCOL)
+    note += f". Test protocol: {protocol}"
     failures = "\n".join(failure_lines(records))
-    (out / "leaderboard.md").write_text(f"# Leaderboard\n\n{note}\n\n{table}\n{failures}\n")
+    groups = group_rows(records, rows)
+    group_section = ""
+    if groups:
+        group_section = f"\n## Per group\n\n{GROUP_NOTE}\n\n{group_markdown(groups)}\n"
+        pd.DataFrame(groups).to_csv(out / "per_group.csv", index=False)
+        (out / "per_group.json").write_text(json.dumps(groups, indent=1))
+    from results.importance import importance_markdown, importances
+
+    found = importances(records, metric)
+    importance_section = ""
+    if found:
+        importance_section = f"\n## Hyperparameter importance\n\n{importance_markdown(found, metric)}\n"
+        (out / "importance.json").write_text(json.dumps(found, indent=1))
+    (out / "leaderboard.md").write_text(
+        f"# Leaderboard\n\n{note}\n\n{table}\n{failures}\n{group_section}{importance_section}")
     pd.DataFrame(rows).to_csv(out / "leaderboard.csv", index=False)
     (out / "leaderboard.json").write_text(json.dumps(rows, indent=1))
     from results.plots import write_plots
 
-    images = write_plots(records, rows, out)
+    images = write_plots(records, rows, out, groups, found)
     html_table = pd.DataFrame(rows).drop(columns=["record_path"]).to_html(index=False, float_format="%.4f")
-    figures = "\n".join(f'<h2>{title}</h2><img src="{name}" width="640">' for title, name in images)
+    html_groups = ""
+    if groups:
+        html_groups = (f"<h2>Per group</h2><p>{GROUP_NOTE}</p>"
+                       + pd.DataFrame(groups).to_html(index=False, float_format="%.4f"))
+    figures = "\n".join(f'<h2>{title}</h2><img src="{name}">' for title, name in images)
+    html_importance = ""
+    if found:
+        html_importance = "<h2>Hyperparameter importance</h2>" + "".join(
+            f"<p><b>{method}</b>: {result['note']}.</p>" if "note" in result else
+            f"<p><b>{method}</b> ({result['trials']} trials)</p>"
+            + pd.DataFrame(list(result["importances"].items()), columns=["setting", "importance"]).to_html(
+                index=False, float_format="%.3f")
+            for method, result in found.items())
     (out / "index.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Leaderboard</title></head><body>"
-        f"<h1>Leaderboard</h1><p>{note}</p>{html_table}{figures}</body></html>")
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Leaderboard</title>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{PAGE_STYLE}</style></head><body>"
+        f"<h1>Leaderboard</h1><p>{note}</p><div class='wide'>{html_table}</div>{html_groups}{html_importance}"
+        f"{figures}</body></html>")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from core.metrics import SELECTION_METRICS  # noqa: E402
 
 
-def write_plots(records: list[dict], rows: list[dict], out: Path) -> list[tuple[str, str]]:
+def write_plots(records: list[dict], rows: list[dict], out: Path, groups: list[dict] | None = None,
+                found: dict | None = None) -> list[tuple[str, str]]:
     records = [r for r in records if "val" in r]
     by_path = {r["record_path"]: r for r in records}
     best = {}
@@ -31,7 +32,36 @@ def write_plots(records: list[dict], rows: list[dict], out: Path) -> list[tuple[
         metric = rows[0]["selection_metric"]
         images.append((f"Validation {metric} per epoch (where a line ends early, ASHA or the time budget "
                        "stopped the trial)", epochs_plot(tuned, metric, out / "val_score_per_epoch.png")))
+    ranked = {m: r for m, r in (found or {}).items() if "importances" in r}
+    if ranked:
+        images.append(("Hyperparameter importance per method, and the validation metric against each "
+                       "method's most important setting", importance_plot(records, ranked, rows[0]["selection_metric"],
+                                                                         out / "importance.png")))
+    if groups:
+        images.append(("Test F1 per group, best of each method (95 % intervals; dashed: overall)",
+                       groups_plot(groups, out / "f1_per_group.png")))
     return images
+
+
+def groups_plot(groups: list[dict], path: Path) -> str:
+    names = sorted({g["group"] for g in groups})
+    methods = list(dict.fromkeys(g["method"] for g in groups))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.6))
+    step = 0.8 / max(1, len(methods))
+    for index, method in enumerate(methods):
+        mine = {g["group"]: g for g in groups if g["method"] == method}
+        y = [names.index(n) + (index - (len(methods) - 1) / 2) * step for n in names if n in mine]
+        f1 = np.array([100 * mine[n]["test_f1"] for n in names if n in mine])
+        low = np.array([100 * mine[n]["test_f1_low"] for n in names if n in mine])
+        high = np.array([100 * mine[n]["test_f1_high"] for n in names if n in mine])
+        line = ax.errorbar(f1, y, xerr=[f1 - low, high - f1], fmt="o", markersize=4, capsize=2, label=method)
+        overall = next(iter(mine.values()))["overall_f1"]
+        ax.axvline(100 * overall, color=line[0].get_color(), linestyle="--", linewidth=0.8)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("test F1 (%)")
+    ax.legend(fontsize=7, loc="lower left")
+    return save(fig, path)
 
 
 def cost_plot(rows: list[dict], path: Path) -> str:
@@ -91,3 +121,25 @@ def save(fig, path: Path) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path.name
+
+
+def importance_plot(records: list[dict], found: dict[str, dict], metric: str, path: Path) -> str:
+    fig, axes = plt.subplots(len(found), 2, figsize=(10, 3.2 * len(found)), squeeze=False)
+    for (bars, scatter), (method, result) in zip(axes, found.items()):
+        names = list(result["importances"])[::-1]
+        bars.barh(names, [result["importances"][n] for n in names])
+        bars.set(title=f"{method}: importance ({result['trials']} trials)", xlabel="share of variance")
+        top = list(result["importances"])[0]
+        mine = [r for r in records if r["method"] == method and "val" in r and r.get("history")]
+        values = [r["params"].get(top) for r in mine]
+        scores = [100 * r["val"].get(SELECTION_METRICS[metric], np.nan) for r in mine]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            scatter.scatter(values, scores)
+            if top == "learning_rate":
+                scatter.set_xscale("log")
+        else:
+            labels = sorted({str(v) for v in values})
+            scatter.scatter([labels.index(str(v)) for v in values], scores)
+            scatter.set_xticks(range(len(labels)), labels, fontsize=7)
+        scatter.set(title=f"{method}: validation {metric} against {top}", xlabel=top, ylabel=f"val {metric} (x 100)")
+    return save(fig, path)

@@ -109,11 +109,12 @@ def smoke_data(tmp_path_factory, reviews_path, minilm_tokenizer):
 def smoke_run(tmp_path_factory, reviews_path, tiny_bert):
     storage = tmp_path_factory.mktemp("runs")
     # 3 trials, 2 at a time on 2 CPUs: trial drivers hold no CPU, so both workers start, and
-    # ASHA-stopped trials free their worker before the next trial asks for one.
+    # ASHA-stopped trials free their worker before the next trial asks for one. --verbose: Ray's
+    # and the workers' output too, which the tests search for resource waits.
     result = subprocess.run(
         [sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path), "--profile", "smoke",
          "--model", tiny_bert, "--storage", str(storage), "--name", "smoke", "--num-samples", "3",
-         "--max-concurrent", "2"],
+         "--max-concurrent", "2", "--verbose"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

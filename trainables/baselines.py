@@ -19,6 +19,7 @@ from sklearn.svm import SVC
 
 from core import storage
 from core.errors import ConfigError
+from core.groups import SplitGroups
 from core.metrics import classification_metrics
 from core.record import library_versions, write_record
 from trainables.embeddings import read_embeddings
@@ -99,6 +100,7 @@ def run_baseline(config: BaselineConfig, record_path: str) -> dict:
         "test": classification_metrics(data["test"][1], test_prob),
         "test_labels": np.asarray(data["test"][1]).tolist(),
         "test_prob_real": [round(float(p), 6) for p in test_prob],
+        **SplitGroups.of_run(config.data_dir).record_fields(data["test"][1], test_prob),
         "history": [],
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,

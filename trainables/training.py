@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
 from core import storage
+from core.groups import SplitGroups
 from core.metrics import classification_metrics, selection_score
 from core.record import library_versions, read_record, write_record
 from core.run_folder import CHECKPOINT_RECORD, RunFolder
@@ -68,6 +69,7 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
     seed_everything(config.seed)
 
     data = read_tokens(storage.join(config.data_dir, config.tokens_file))
+    test_groups = SplitGroups.of_run(config.data_dir)
     pad_id = load_tokenizer(config.model, config.trust_remote_code, config.model_revision).pad_token_id or 0
     model = build_classifier(config, device)
     searched = config
@@ -132,6 +134,7 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
             "test": classification_metrics(test_labels, test_prob),
             "test_labels": test_labels.tolist(),
             "test_prob_real": [round(float(p), 6) for p in test_prob],
+            **test_groups.record_fields(test_labels, test_prob),
             "history": history,
             "train_seconds": sum(h["train_seconds"] for h in history),
             "eval_seconds": sum(h["eval_seconds"] for h in history),

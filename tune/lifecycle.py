@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 from core import storage as run_storage
+from core.data import HUB_PREFIX
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC
 from core.run_folder import RunFolder
 from tune.interrupt import Interruption
 from tune.ray_setup import check_shared_storage, check_storage_reachable, ray_gpus, start_ray
-from tune.tuner import new_searcher, new_tuner, record_failures, trainable
+from tune.tuner import Console, new_searcher, new_tuner, record_failures, trainable
 
 FINE_TUNES = ("qlora", "lora", "full")
 
@@ -52,7 +53,7 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     storage = run_storage.absolute(args.storage)
     check_storage_reachable(storage)
     if args.address:  # connect first: a new search reads the cluster's GPUs
-        start_ray(args.address, folder)
+        start_ray(args.address, folder, args.verbose)
     state = folder.read_state() if folder else None
 
     if state is None:
@@ -85,7 +86,7 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
 
     base = state["base"]
     metric = state.setdefault("metric", DEFAULT_METRIC)  # a run.json from before --metric: the default
-    start_ray(args.address, folder)
+    start_ray(args.address, folder, args.verbose)
     interruption.install()  # again: ray.init replaced the SIGTERM handler
     baselines = baseline_configs(state["baselines"], args.preset, preset, base)
     pending = launch_baselines(baselines, preset, base, state["pad_id"], folder, base["use_gpu"])
@@ -96,8 +97,9 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     budget = time_budget_seconds(args, state)
     started = time.monotonic()
     planned = state["extend_samples"] if state["extensions"] else state["num_samples"]
+    console = Console(args.verbose, planned, metric, folder, budget)
     with interruption.fitting():
-        results = tuner_for(state, preset, folder, args.retry_errored, budget).fit()
+        results = tuner_for(state, preset, folder, args.retry_errored, budget, console).fit()
     record_failures(results, folder)
     folder.settle_trial_records()
     if interruption.interrupted:  # Tune saved its state and returned: the search is not over
@@ -115,15 +117,18 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     folder.write_state(state)
 
     from results.leaderboard import format_table, load_records, write_leaderboard
+    from tune.searcher import settle_study
 
-    print(f"\nTrials ranked by validation {metric} within each method (test is reported, never used to choose):")
     records = load_records(folder.path)
+    settle_study(folder, [r for r in records if r["method"] in FINE_TUNES], metric)
+    print(f"\nTrials ranked by validation {metric} within each method (test is reported, never used to choose):")
     print(format_table(records, metric))
     print(f"Leaderboard with plots: {write_leaderboard(folder.path, records, metric)}/index.html")
     return folder.path
 
 
-def tuner_for(state: dict, preset, folder: RunFolder, retry_errored: bool, budget: float | None):
+def tuner_for(state: dict, preset, folder: RunFolder, retry_errored: bool, budget: float | None,
+              console: Console):
     """The Tuner of the run's current experiment: restored from its folder when Ray saved one
     there, else new (the first search, or an extension that had not saved its first state)."""
     from ray import tune
@@ -133,21 +138,22 @@ def tuner_for(state: dict, preset, folder: RunFolder, retry_errored: bool, budge
         print(f"Resuming the unfinished search in {experiment}: finished trials "
               "stay, unfinished ones continue from their last epoch checkpoint.")
         # param_space: trials not yet created read the data where the run folder is now
+        # Its console is the one it was started with (Ray restores the RunConfig it pickled).
         return tune.Tuner.restore(experiment, trainable=trainable(), param_space=state["base"],
                                   resume_unfinished=True, restart_errored=retry_errored)
     storage_path, name = run_storage.parent(experiment), run_storage.name(experiment)
     if not state["extensions"]:
-        return new_tuner(new_searcher(preset, state, preset.SEEDS), state["base"], state["num_samples"],
-                         state["max_concurrent"], storage_path, name, budget)
+        return new_tuner(new_searcher(preset, state, preset.SEEDS, folder), state["base"], state["num_samples"],
+                         state["max_concurrent"], storage_path, name, budget, console)
     from results.leaderboard import load_records
 
-    searcher = new_searcher(preset, state, seeds=[])
+    searcher = new_searcher(preset, state, [], folder)
     added = searcher.add_finished([r for r in load_records(folder.path) if r["method"] in FINE_TUNES],
                                   state["metric"])
     print(f"Extending {folder} by {state['extend_samples']} trials ({state['experiment']}/), the searcher "
           f"warm-started from every finished trial ({added}).")
     return new_tuner(searcher, state["base"], state["extend_samples"], state["max_concurrent"], storage_path,
-                     name, budget)
+                     name, budget, console)
 
 
 def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[dict, RunFolder]:
@@ -161,7 +167,8 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
     from tune.space import check_space
 
     if not args.data:
-        raise UserError("Pass the dataset with --data PATH (CSV, CSV.GZ, TSV, Parquet or JSONL).")
+        raise UserError("Pass the dataset with --data PATH (CSV, CSV.GZ, TSV, Parquet or JSONL, a datasets "
+                        "folder, or hf:OWNER/NAME).")
     has_gpu = ray_gpus() > 0 if args.address else torch.cuda.is_available()  # the cluster's, if any
     profile = get_profile(args.profile or ("full" if has_gpu else "cpu"))
     model = args.model or preset.MODEL
@@ -192,18 +199,24 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
     if loading:
         print(f"Model loading: {loading}.")
     tokenizer = load_tokenizer(model, preset.TRUST_REMOTE_CODE, base["model_revision"])
+    test_groups = [g.strip() for g in args.test_groups.split(",") if g.strip()] if args.test_groups else None
     data = prepare_data(args.data, profile, tokenizer, model, folder.path, args.text_col, args.label_col,
-                        args.fake_label)
-    print(f"Data {args.data}: {data.cleaning}; split {data.rows} (hash {data.split_hash}); "
+                        args.fake_label, args.group_col, test_groups, args.data_split)
+    print(f"Data {args.data}: {data.cleaning}; {data.protocol}, split {data.rows} (hash {data.split_hash}); "
           f"max length {data.max_length} tokens truncates {data.truncated} reviews.")
+    if data.group_col:
+        print(f"Groups ('{data.group_col}'), test reviews each: "
+              + ", ".join(f"{g} {n}" for g, n in data.groups.items()) + ".")
     base.update(tokens_file=data.tokens_file, split_hash=data.split_hash, max_length=data.max_length)
     baseline_configs(args.baselines, args.preset, preset, base)  # refuse bad grids before starting
     return {
         "run_dir": folder.path,
         "preset": args.preset,
         "profile": profile.name,
-        "data": str(Path(args.data).resolve()),
+        "data": args.data if args.data.startswith(HUB_PREFIX) else str(Path(args.data).resolve()),
         "labels": data.label_mapping,
+        "protocol": data.protocol,
+        "group_col": data.group_col,
         "loading": loading,  # trials record what their own machine changed ("loading_overrides")
         "base": base,
         "pad_id": tokenizer.pad_token_id or 0,

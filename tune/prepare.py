@@ -1,7 +1,8 @@
 """Prepare a run's data once, in the driver: clean, split, subsample, hash, tokenize.
 
 Everything lands in RUN_DIR/data/ so trials (and a resumed run) read the same files:
-    split.parquet             text, label, split for every row the run uses
+    split.parquet             text, label, split (and group, with groups) for every row the run uses
+    protocol.json             how test was chosen: a random split, or which groups were held out
     tokens-<key>.parquet      token ids per row, keyed by (tokenizer, max length, split hash)
 """
 
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import storage
-from core.data import load_reviews, split_hash, split_reviews, subsample
+from core.data import load_reviews, protocol_name, split_hash, split_reviews, subsample
+from core.groups import SPLIT_FILE, write_protocol
 from core.run_folder import RunFolder
 from core.tokens import cached_tokens, choose_max_length
 from tune.profiles import RunProfile
@@ -33,18 +35,26 @@ class PreparedData:
     truncated: int
     cleaning: str
     label_mapping: str
+    protocol: str
+    group_col: str | None
+    groups: dict[str, int]  # group -> test reviews, with groups
 
 
 def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: str,
                  run_dir: str, text_col: str | None = None, label_col: str | None = None,
-                 fake_label: str | None = None) -> PreparedData:
-    frame, report = load_reviews(data_path, text_col, label_col, fake_label)
-    split = subsample(split_reviews(frame, seed=SPLIT_SEED), profile.rows, seed=SPLIT_SEED)
-    digest = split_hash(split)
+                 fake_label: str | None = None, group_col: str | None = None,
+                 test_groups: list[str] | None = None, data_split: str | None = None) -> PreparedData:
+    """`group_col` and `data_split`: core.data.load_reviews's; `test_groups`: hold those groups out
+    as the test split."""
+    frame, report = load_reviews(data_path, text_col, label_col, fake_label, group_col, data_split)
+    split = subsample(split_reviews(frame, seed=SPLIT_SEED, test_groups=test_groups), profile.rows, seed=SPLIT_SEED)
+    protocol = protocol_name(test_groups)
+    digest = split_hash(split, protocol)
     data_dir = RunFolder(run_dir).data
     table = io.BytesIO()
     split.to_parquet(table, index=False)
-    storage.write_bytes(storage.join(data_dir, "split.parquet"), table.getvalue())
+    storage.write_bytes(storage.join(data_dir, SPLIT_FILE), table.getvalue())
+    write_protocol(data_dir, protocol, report.group_col, test_groups)
 
     lengths = [len(ids) for ids in tokenizer(split["text"].tolist(), verbose=False)["input_ids"]]
     cap = min(MODEL_MAX_LENGTH, profile.max_length_cap or MODEL_MAX_LENGTH,
@@ -62,4 +72,8 @@ def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: s
         truncated=int(np.sum(np.asarray(lengths) > max_length)),
         cleaning=report.summary(),
         label_mapping=report.label_mapping,
+        protocol=protocol,
+        group_col=report.group_col,
+        groups=({str(g): int(n) for g, n in split.loc[split["split"] == "test", "group"].value_counts().sort_index().items()}
+                if report.group_col else {}),
     )

@@ -16,19 +16,22 @@ TRIAL_DRIVER = "trial_driver"
 TRIAL_DRIVER_SLOTS = 64
 
 
-def start_ray(address: str | None = None, folder: RunFolder | None = None) -> None:
+def start_ray(address: str | None = None, folder: RunFolder | None = None, verbose: bool = True) -> None:
     """Start a local Ray instance, or connect to the cluster at `address`. Every task and actor of
     this job learns where the run folder is now (RUN_FOLDER_ENV), so trials restored from a moved
-    run folder write there, not where their saved config says."""
+    run folder write there, not where their saved config says. Without `verbose` the workers' logs
+    stay in Ray's log files (/tmp/ray/session_latest/logs) instead of the console."""
     import ray
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if folder:  # the driver too: a restored searcher reopens the Optuna journal here
+        os.environ[RUN_FOLDER_ENV] = folder.path
     if ray.is_initialized():
         return
     runtime_env = {"env_vars": {RUN_FOLDER_ENV: folder.path}} if folder else None
     if address:
         try:
-            ray.init(address=address, configure_logging=False, runtime_env=runtime_env)
+            ray.init(address=address, configure_logging=False, runtime_env=runtime_env, log_to_driver=verbose)
         except ConnectionError as error:
             raise UserError(f"Could not connect to a Ray cluster at {address}: {error}. Start one with "
                             "`ray up cluster.yaml` (or `ray start --head` on this machine).") from error
@@ -42,7 +45,7 @@ def start_ray(address: str | None = None, folder: RunFolder | None = None) -> No
     # trial's controller died, never frees that trial's worker resources, and the next trial's
     # worker group times out waiting for them.
     ray.init(include_dashboard=True, configure_logging=False, resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS},
-             runtime_env=runtime_env)
+             runtime_env=runtime_env, log_to_driver=verbose)
 
 
 def ray_gpus() -> int:

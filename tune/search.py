@@ -47,15 +47,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", help="minilm, stella or flan-t5")
     parser.add_argument("--data",
-                        help="dataset file: .csv, .csv.gz, .tsv, .parquet or .jsonl with a text and a "
-                             "label column (CG/OR, fake/real or 0/1); needed to start a search, not "
-                             "to resume or extend one")
+                        help="the reviews: a .csv, .csv.gz, .tsv, .parquet or .jsonl file, a folder written "
+                             "by Hugging Face datasets' save_to_disk, or a hub dataset hf:OWNER/NAME (read "
+                             "from the local datasets cache when offline), with a text and a label column "
+                             "(CG/OR, fake/real or 0/1; a ClassLabel by its names); needed to start a "
+                             "search, not to resume or extend one")
+    parser.add_argument("--data-split", metavar="SPLIT",
+                        help="with a datasets DatasetDict: read only this split (default: the rows of every "
+                             "split, split again by the data contract)")
     parser.add_argument("--text-col", help="text column (default: first of text_, text, review)")
     parser.add_argument("--label-col", help="label column (default: label)")
     parser.add_argument("--fake-label", metavar="VALUE",
                         help="the label value that marks a computer-generated (fake) review, for files "
                              "whose labels are not CG/OR or fake/real (default for 0/1: 0 = fake); the "
                              "mapping used is printed and kept in run.json")
+    parser.add_argument("--group-col", metavar="COLUMN",
+                        help="column that groups the reviews (product category): every record reports "
+                             "test metrics per group and the leaderboard compares them (default: category "
+                             "where the data has it; none = no groups)")
+    parser.add_argument("--test-groups", metavar="A,B",
+                        help="hold these groups out: every review of them is the test split, the rest is "
+                             "split into train and validation; measures transfer to unseen categories. The "
+                             "protocol is part of the split hash, so runs never mix with random splits")
     parser.add_argument("--profile", choices=["smoke", "cpu", "full"],
                         help="how much data and how many trials (default: full with a GPU, else cpu)")
     parser.add_argument("--model", help="override the preset's model: a hub id or a local folder "
@@ -108,6 +121,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "are stopped after their last finished epoch, records and leaderboard are "
                              "written, and --extend K adds trials later")
     parser.add_argument("--seed", type=int, default=42, help="seed of the searcher and of training")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Ray Tune's own progress tables and every worker's log on the console (default: "
+                             "a line per trial and a progress summary; the logs stay in /tmp/ray/session_latest/logs)")
     return parser.parse_args(argv)
 
 

@@ -12,20 +12,27 @@ Here:
   study with their real state and per-epoch values, since Ray's `evaluated_rewards` does not
   work with a define-by-run space.
 
-Ray's experiment-wide stop (the time budget, Ctrl-C) ends running trials without calling the
-searcher (TuneController._schedule_trial_stop), so those stay RUNNING in the study that Ray
-pickles; `--extend` rebuilds the study from the records, where they are pruned.
+The study lives in the run folder (RUN_DIR/optuna.journal, Optuna's journal file storage, one
+study named STUDY_NAME for the search and its extensions), so optuna-dashboard and
+`optuna.load_study` open it; each Optuna trial carries its Ray trial id (user attribute
+RAY_TRIAL_ID). Ray's experiment-wide stop (the time budget, Ctrl-C) ends running trials without
+calling the searcher (TuneController._schedule_trial_stop); `settle_study` gives those, after the
+search, the state their records show. A run folder in an object store keeps the study only in
+Ray's searcher pickle, and `--extend` rebuilds it from the records.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from core.errors import ConfigError
+from core import storage as run_storage
 from core.metrics import selection_score
+from core.run_folder import RUN_FOLDER_ENV, RunFolder
 from trainables.training import SCORE
 from tune.space import DefineByRun, optuna_distribution, optuna_domains, optuna_params
 
@@ -38,11 +45,45 @@ def tpe_sampler(seed: int):
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
 
 
+STUDY_NAME = "search"
+RAY_TRIAL_ID = "ray_trial_id"
+
+
+def journal_storage(folder: RunFolder):
+    """The run folder's Optuna storage: a journal file in a local run folder, None (in memory,
+    inside Ray's searcher pickle) in an object store, where a journal cannot be appended to."""
+    if run_storage.is_uri(folder.path):
+        return None
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(folder.optuna_journal))
+
+
 class EpochAwareOptunaSearch(OptunaSearch):
-    def __init__(self, space: dict, seeds: list[dict], seed: int):
+    def __init__(self, space: dict, seeds: list[dict], seed: int, storage=None):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study opened or trial told
         super().__init__(space=DefineByRun(space), metric=SCORE, mode="max", sampler=tpe_sampler(seed),
-                         points_to_evaluate=[optuna_params(point, space) for point in seeds] or None)
+                         points_to_evaluate=[optuna_params(point, space) for point in seeds] or None,
+                         storage=storage, study_name=STUDY_NAME)
         self.space_data = space
+
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        if trial_id in self._ot_trials:  # so the study's trials can be matched with their records
+            self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ID, trial_id)
+        return params
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Ray's restore, then the journal of the run folder where it is now: a moved run folder's
+        pickle names the journal where it was."""
+        super().restore(checkpoint_path)
+        here = os.environ.get(RUN_FOLDER_ENV)
+        if self._storage is None or not here:
+            return
+        self._storage = journal_storage(RunFolder(here))
+        self._ot_study = optuna.load_study(study_name=STUDY_NAME, storage=self._storage, sampler=self._sampler)
+        self._ot_trials = {tid: optuna.Trial(self._ot_study, trial._trial_id) for tid, trial in self._ot_trials.items()}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -62,10 +103,16 @@ class EpochAwareOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
     def add_finished(self, records: list[dict], metric: str) -> int:
-        """Add every fine-tuning record with validation metrics to the study; returns how many."""
+        """Put every fine-tuning record with validation metrics in the study, unless the study
+        (the run folder's journal) already holds its trial; returns how many finished trials the
+        study holds."""
+        held = {t.user_attrs.get(RAY_TRIAL_ID) for t in self._ot_study.get_trials(deepcopy=False)}
         added = 0
         for record in records:
             if "val" not in record or not record.get("history"):
+                continue
+            if record.get("trial_id") in held:
+                added += 1
                 continue
             settings = record["params"]
             try:
@@ -81,6 +128,26 @@ class EpochAwareOptunaSearch(OptunaSearch):
                 value=selection_score(record["val"], metric) if done else None,
                 state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED,
                 intermediate_values=steps,
+                user_attrs={RAY_TRIAL_ID: record.get("trial_id")},
             ))
             added += 1
         return added
+
+
+def settle_study(folder: RunFolder, records: list[dict], metric: str) -> None:
+    """Give every trial the journal still holds as RUNNING the state its record shows: COMPLETE
+    with its selection score when it ran its whole schedule, PRUNED when it stopped earlier (the
+    time budget, Ctrl-C), FAIL without an epoch."""
+    storage = journal_storage(folder)
+    if storage is None or STUDY_NAME not in {s.study_name for s in storage.get_all_studies()}:
+        return
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    by_id = {r["trial_id"]: r for r in records}
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        record = by_id.get(trial.user_attrs.get(RAY_TRIAL_ID), {})
+        if "val" not in record or not record.get("history"):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        elif record["epochs_run"] >= record["params"].get("epochs", record["epochs_run"]):
+            study.tell(trial.number, selection_score(record["val"], metric))
+        else:
+            study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)

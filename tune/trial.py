@@ -24,7 +24,10 @@ from core.record import read_record, write_record
 from core.run_folder import RunFolder
 from trainables.config import FineTuneConfig
 from trainables.memory import MemoryBudgetError, fit_budget
-from trainables.training import fine_tune
+
+# trainables.training (transformers, peft, bitsandbytes) is imported only in the worker that
+# trains (train_from): the trial's driver and Ray Train's controller also load this module, and
+# importing the training stack there cost each trial two more processes' worth of imports.
 
 
 class TrialFailed(RuntimeError):
@@ -144,6 +147,8 @@ def train_worker(loop_config: dict) -> None:
 
 
 def train_from(trial: FineTuneConfig, loop_config: dict, resume_from: str | None) -> None:
+    from trainables.training import fine_tune
+
     fine_tune(
         trial,
         record_path=loop_config["record_path"],

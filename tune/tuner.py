@@ -4,6 +4,8 @@ the Tuner (ASHA over epochs, the time budget, failure policy), and the errored t
 
 from __future__ import annotations
 
+import os
+
 from core.run_folder import RunFolder
 from tune.ray_setup import TRIAL_DRIVER, ray_gpus
 
@@ -18,14 +20,14 @@ def trainable():
     return tune.with_resources(run_trial, {"cpu": 0, TRIAL_DRIVER: 1})
 
 
-def new_searcher(preset, state: dict, seeds: list[dict]):
-    from tune.searcher import EpochAwareOptunaSearch
+def new_searcher(preset, state: dict, seeds: list[dict], folder: RunFolder):
+    from tune.searcher import EpochAwareOptunaSearch, journal_storage
 
-    return EpochAwareOptunaSearch(preset.SPACE, seeds, state["seed"])
+    return EpochAwareOptunaSearch(preset.SPACE, seeds, state["seed"], journal_storage(folder))
 
 
 def new_tuner(searcher, base: dict, num_samples: int, max_concurrent: int | None, storage: str, name: str,
-              time_budget_s: float | None):
+              time_budget_s: float | None, console: "Console"):
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -54,8 +56,27 @@ def new_tuner(searcher, base: dict, num_samples: int, max_concurrent: int | None
         # A trial driver is not retried: out of memory and lost workers are retried inside it
         # (tune/trial.run_trial), and anything else would fail the same way again.
         run_config=tune.RunConfig(name=name, storage_path=storage,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  failure_config=tune.FailureConfig(max_failures=0), **console.run_config()),
     )
+
+
+class Console:
+    """What the search prints while it runs: our one-line progress (tune/progress.py), or with
+    --verbose Ray Tune's own tables and every worker's log."""
+
+    def __init__(self, verbose: bool, planned: int, metric: str, folder: RunFolder, budget_s: float | None):
+        self.verbose, self.planned, self.metric, self.folder, self.budget_s = verbose, planned, metric, folder, budget_s
+        if not verbose:
+            # Tune's legacy output engine at verbose=0 prints nothing; the new one still prints its
+            # experiment box and a TensorBoard hint into Ray's temporary session folder.
+            os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+
+    def run_config(self) -> dict:
+        if self.verbose:
+            return {}
+        from tune.progress import ProgressLines
+
+        return {"verbose": 0, "callbacks": [ProgressLines(self.planned, self.metric, self.folder, self.budget_s)]}
 
 
 def record_failures(results, folder: RunFolder) -> None:

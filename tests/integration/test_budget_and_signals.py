@@ -2,9 +2,8 @@
 (extendable), Ctrl-C and SIGTERM leave it unfinished and the same command resumes it. Real
 processes, real signals, a real local Ray instance."""
 
-import glob
 import json
-import pickle
+import re
 import signal
 import subprocess
 
@@ -21,11 +20,13 @@ def state(run_dir):
     return json.loads((run_dir / "run.json").read_text())
 
 
-def study(experiment_dir):
-    """The Optuna study inside Ray's searcher checkpoint."""
-    (path,) = glob.glob(str(experiment_dir / "searcher-state-*.pkl"))
-    with open(path, "rb") as handle:
-        return pickle.load(handle)["_ot_study"]
+def study(run_dir):
+    """The Optuna study in the run folder, opened as a user would (optuna-dashboard, load_study)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(study_name="search",
+                             storage=JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal"))))
 
 
 def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_path, tiny_bert, tmp_path):
@@ -35,6 +36,11 @@ def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_pat
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Time budget of 0.75 minutes reached" in result.stdout
+    # The console without --verbose: a line per trial and a progress line, no Ray tables or worker logs.
+    lines = (result.stdout + result.stderr).splitlines()
+    assert any(line.startswith("Trial ") and " started: full learning_rate=5e-05" in line for line in lines)
+    assert any(re.match(r"\[\d+/30 trials done; (best validation macro_f1 |no epoch)", line) for line in lines)
+    assert not [line for line in lines if "Trial status:" in line or "LOAD REPORT" in line or "RayTrainWorker" in line]
     assert state(run_dir)["finished"] is True
     records = fine_tune_records(run_dir)
     assert 1 <= len(records) < 30
@@ -46,12 +52,16 @@ def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_pat
     assert extended.returncode == 0, extended.stdout[-3000:] + extended.stderr[-3000:]
     assert len(fine_tune_records(run_dir)) == len(records) + 1
     assert f"warm-started from every finished trial ({len(records)})" in extended.stdout
-    # The extension's study starts from the first search's trials with their real state: complete
-    # only where the trial ran its whole schedule, pruned where ASHA or the budget cut it.
-    trials = study(run_dir / "tune" / "extend-1").get_trials(deepcopy=False)[:len(records)]
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == sum(r["epochs_run"] == r["params"]["epochs"] for r in records)
-    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+    # One study holds the first search's trials and the extension's, each with its real state:
+    # complete only where the trial ran its whole schedule, pruned where ASHA or the budget cut it.
+    every = fine_tune_records(run_dir)
+    by_id = {t.user_attrs.get("ray_trial_id"): t for t in study(run_dir).get_trials()}
+    assert {r["trial_id"] for r in every} <= set(by_id)
+    for record in every:
+        state = by_id[record["trial_id"]].state
+        assert state == (optuna.trial.TrialState.COMPLETE if record["epochs_run"] == record["params"]["epochs"]
+                         else optuna.trial.TrialState.PRUNED), record["trial_id"]
+    assert not study(run_dir).get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
 
 def interrupt(command, signal_number, when):

@@ -11,6 +11,7 @@ from ray.cluster_utils import Cluster
 
 from core.record import find_records, read_record
 from tests.conftest import ROOT
+from tests.integration.test_resume import checkpointed_mid_way
 from tune.ray_setup import TRIAL_DRIVER
 
 pytestmark = pytest.mark.integration
@@ -89,7 +90,7 @@ def test_trials_run_on_gpu_nodes_one_per_gpu(cluster, reviews_path, tmp_path):
 
 def test_trials_per_gpu_packs_k_trials_on_one_card(cluster, reviews_path, tmp_path):
     [node] = add_gpu_nodes(cluster, 1, cpus=2)  # a CPU for each packed trial's worker
-    result = subprocess.run(search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "3",
+    result = subprocess.run(search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "2",
                                    "--trials-per-gpu", "2"),
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -102,17 +103,19 @@ def test_trials_per_gpu_packs_k_trials_on_one_card(cluster, reviews_path, tmp_pa
 
 
 def test_killing_a_worker_node_mid_search_retries_its_trial_elsewhere(cluster, reviews_path, tmp_path):
+    """A lost worker (here its whole node) is retried by Ray Train from the trial's last epoch
+    checkpoint, on a node that is left, and the trial finishes."""
     nodes = add_gpu_nodes(cluster, 2)
     # The packaged MiniLM: its smoke epochs take seconds, a window the kill can land in.
     command = search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "2", "--max-concurrent", "1")
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 300
-        while not (running := [r for r in fine_tune_records(tmp_path / "cluster")
-                               if r["epochs_run"] < r["params"]["epochs"]]):
+        # A trial whose first epoch checkpoint Ray Train has registered, with epochs to go.
+        while not (running := checkpointed_mid_way(tmp_path / "cluster")):
             assert process.poll() is None and time.time() < deadline, "no trial stopped mid-way to be killed"
             time.sleep(0.2)
-        trial, victim = running[0]["trial_id"], running[0]["history"][-1]["placement"]["node_id"]
+        trial, victim = running["trial_id"], running["history"][-1]["placement"]["node_id"]
         cluster.remove_node(next(n for n in nodes if n.node_id == victim), allow_graceful=False)
         killed_at = time.time()
         output, _ = process.communicate(timeout=900)
@@ -123,5 +126,6 @@ def test_killing_a_worker_node_mid_search_retries_its_trial_elsewhere(cluster, r
     assert len(records) == 2 and all(r.get("status") != "failed" for r in records.values())
     killed = records[trial]
     assert killed["epochs_run"] == killed["params"]["epochs"]  # it finished, on the node left
+    assert len(killed["started_at_epochs"]) == 2 and killed["started_at_epochs"][1] >= 1  # from its checkpoint
     after = [e for e in killed["history"] if e["started_at"] > killed_at]
     assert after and all(e["placement"]["node_id"] != victim for e in after)

@@ -1,6 +1,8 @@
 """A real smoke search on a real local Ray instance, run as a user runs it: the CLI in a process."""
 
 
+import json
+
 import pytest
 
 from core.record import find_records, read_record
@@ -63,3 +65,37 @@ def test_seeded_configurations_ran_first_and_each_method_drew_its_own_settings(s
         assert any(all(r["params"].get(k) == v for k, v in seed.items()) for r in firsts), seed
     for record in records:
         assert ("lora_r" in record["params"]) == (record["method"] != "full")
+
+
+def test_every_record_reports_its_test_reviews_per_category(smoke_run, reviews_path):
+    import pandas as pd
+
+    run_dir, _, _ = smoke_run
+    split = pd.read_parquet(run_dir / "data" / "split.parquet")
+    test = split[split["split"] == "test"]
+    categories = set(pd.read_csv(reviews_path, usecols=["category"])["category"])
+    for record in map(read_record, find_records(run_dir)):
+        assert record["protocol"] == "random split"
+        assert record["test_group"] == test["group"].tolist()  # each test review's own category
+        assert set(record["test_by_group"]) == set(test["group"]) <= categories
+        assert sum(m["n"] for m in record["test_by_group"].values()) == record["test"]["n"]
+    per_group = json.loads((run_dir / "leaderboard" / "per_group.json").read_text())
+    assert {row["group"] for row in per_group} == set(test["group"])
+    assert "## Per group" in (run_dir / "leaderboard" / "leaderboard.md").read_text()
+
+
+def test_the_optuna_study_is_in_the_run_folder_with_every_trial(smoke_run):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    run_dir, _, _ = smoke_run
+    study = optuna.load_study(study_name="search",
+                              storage=JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal"))))
+    records = {r["trial_id"]: r for r in map(read_record, find_records(run_dir / "trials"))}
+    trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert set(trials) == set(records)
+    for trial_id, trial in trials.items():
+        assert trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        assert trial.params["method"] == records[trial_id]["method"]
+        assert max(trial.intermediate_values) == records[trial_id]["epochs_run"]

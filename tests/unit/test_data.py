@@ -107,7 +107,8 @@ def test_empty_and_duplicate_texts_are_dropped_and_counted(tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda p: p / "missing.csv", "Data file not found: {p}/missing.csv. Pass the dataset with --data PATH."),
     (lambda p: (p / "data.xlsx").write_text("x") and p / "data.xlsx",
-     "Unknown data format: data.xlsx. Use .csv, .csv.gz, .tsv, .parquet or .jsonl."),
+     "Unknown data format: data.xlsx. Use .csv, .csv.gz, .tsv, .parquet or .jsonl. A folder written by "
+     "datasets' save_to_disk, or hf:OWNER/NAME, work too."),
     (lambda p: write_csv(p / "d.csv", [("a", "CG")], columns=("body", "label")),
      "No text column found (looked for text_, text, review). Columns found: body, label. Name it with --text-col."),
     (lambda p: write_csv(p / "d.csv", [("a", "CG"), ("b", "OR"), ("c", "XX")]),

@@ -125,3 +125,41 @@ def test_a_constant_predictor_ranks_last_under_every_metric(tmp_path, metric):
         key = SELECTION_METRICS[metric]
         assert by_trial["constant"]["val"][key] > by_trial["weak"]["val"][key]
     assert [r["trial_id"] for r in rank(records, metric)] == ["weak", "constant"]
+
+
+def lora_record(trial, learning_rate, lora_r, val_score, labels):
+    settings = {"method": "lora", "target_modules": "attention", "lora_r": lora_r, "lora_alpha": 32,
+                "lora_dropout": 0.05, "use_rslora": False, "learning_rate": learning_rate}
+    return {"trial_id": trial, "method": "lora", "preset": "minilm", "model": "minilm",
+            "params": {**settings, "epochs": 2}, "epochs_run": 2,
+            "val": {"f1": val_score, "macro_f1": val_score, "confusion_matrix": [[5, 1], [1, 5]]},
+            "test": classification_metrics(labels, labels * 0.8 + 0.1), "test_labels": labels.tolist(),
+            "test_prob_real": (labels * 0.8 + 0.1).tolist(),
+            "history": [{"epoch": 1, "val": {"macro_f1": val_score}}, {"epoch": 2, "val": {"macro_f1": val_score}}],
+            "split_hash": "abc"}
+
+
+def test_importance_names_the_setting_that_drove_the_score_and_refuses_too_few_trials(tmp_path):
+    from results.importance import MIN_TRIALS, importances
+
+    labels = np.array([0, 1] * 20)
+    rng = np.random.default_rng(0)
+    rates = np.exp(rng.uniform(np.log(2e-4), np.log(2e-3), 12))
+    # Validation macro-F1 rises with the learning rate; the rank is drawn at random.
+    records = [lora_record(f"t{i}", float(rate), int(rng.choice([8, 16, 32])), 0.6 + 100 * rate, labels)
+               for i, rate in enumerate(rates)]
+    found = importances(records, "macro_f1")
+    assert list(found) == ["lora"] and found["lora"]["trials"] == 12
+    assert next(iter(found["lora"]["importances"])) == "learning_rate"
+    assert found["lora"]["importances"]["learning_rate"] > 0.8
+    few = importances(records[:MIN_TRIALS - 1], "macro_f1")
+    assert "importances" not in few["lora"] and f"at least {MIN_TRIALS}" in few["lora"]["note"]
+
+    for record in records:
+        (tmp_path / record["trial_id"]).mkdir()
+        (tmp_path / record["trial_id"] / "record.json").write_text(json.dumps(record))
+    out = write_leaderboard(str(tmp_path))
+    text = Path(out, "leaderboard.md").read_text()
+    assert "## Hyperparameter importance" in text and "| learning_rate |" in text
+    assert json.loads(Path(out, "importance.json").read_text()) == json.loads(json.dumps(found))
+    assert "importance.png" in Path(out, "index.html").read_text()
