@@ -23,7 +23,7 @@ def saved_dataset(reviews_path, tmp_path_factory):
     import datasets
 
     frame = pd.read_csv(reviews_path)
-    frame = frame.groupby("category", group_keys=False).apply(lambda part: part.sample(60, random_state=0))
+    frame = frame.groupby("category").sample(60, random_state=0)
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["OR", "CG"]),
                                   "category": datasets.Value("string")})
     rows = {"text": frame["text_"].tolist(), "label": [1 if v == "CG" else 0 for v in frame["label"]],
@@ -50,7 +50,8 @@ def test_a_saved_dataset_runs_a_search_with_a_held_out_category(saved_dataset, t
     # The ClassLabel's names, not its integers, decided fake and real.
     assert all(label == (0 if labels[text] == "CG" else 1) for text, label in zip(split["text"], split["label"]))
     records = list(map(read_record, find_records(run_dir)))
-    assert {r["method"] for r in records} >= {"tfidf-logreg", "embed-logreg"} and len(records) == 3
+    assert {r["method"] for r in records} >= {"tfidf-logreg", "embed-logreg"}
+    assert sum(r["method"] in ("qlora", "lora", "full") for r in records) == 1
     for record in records:
         assert record["protocol"] == state["protocol"]
         assert set(record["test_group"]) == {HELD_OUT} == set(record["test_by_group"])
