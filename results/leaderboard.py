@@ -209,25 +209,32 @@ def group_rows(records: list[dict], rows: list[dict]) -> list[dict]:
     return out
 
 
-def group_markdown(groups: list[dict]) -> str:
+def group_table(groups: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Groups as rows, each method's best as a column: F1 (95 % CI); ▼ where the whole interval
-    lies below that trial's overall interval."""
+    lies below that trial's overall interval; a last row with the overall figures."""
     methods = list(dict.fromkeys(g["method"] for g in groups))
     cells = {(g["group"], g["method"]): g for g in groups}
-    names = sorted({g["group"] for g in groups})
-    lines = ["| group | n | " + " | ".join(methods) + " |", "|---|---:|" + "---|" * len(methods)]
-    for name in names:
-        row = [name, str(next(g["n"] for g in groups if g["group"] == name))]
+    sizes = {g["group"]: g["n"] for g in groups}
+    header = ["group", "n", *methods]
+    rows = []
+    for name in sorted(sizes):
+        row = [name, str(sizes[name])]
         for method in methods:
             g = cells.get((name, method))
             row.append("" if g is None else f"{100 * g['test_f1']:.2f} ({100 * g['test_f1_low']:.1f}-"
                        f"{100 * g['test_f1_high']:.1f}){' ▼' if g['below_overall'] else ''}")
-        lines.append("| " + " | ".join(row) + " |")
+        rows.append(row)
     overall = {g["method"]: g for g in groups}
-    lines.append("| all groups | " + str(sum(next(g["n"] for g in groups if g["group"] == n) for n in names)) + " | "
-                 + " | ".join(f"{100 * overall[m]['overall_f1']:.2f} ({100 * overall[m]['overall_low']:.1f}-"
-                              f"{100 * overall[m]['overall_high']:.1f})" for m in methods) + " |")
-    return "\n".join(lines)
+    rows.append(["all groups", str(sum(sizes.values()))]
+                + [f"{100 * overall[m]['overall_f1']:.2f} ({100 * overall[m]['overall_low']:.1f}-"
+                   f"{100 * overall[m]['overall_high']:.1f})" for m in methods])
+    return header, rows
+
+
+def group_markdown(groups: list[dict]) -> str:
+    header, rows = group_table(groups)
+    lines = ["| " + " | ".join(header) + " |", "|---|---:|" + "---|" * (len(header) - 2)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def format_table(records: list[dict], metric: str = DEFAULT_METRIC) -> str:
@@ -333,7 +340,7 @@ def render(records: list[dict], rows: list[dict], out: Path, metric: str) -> Non
     html_groups = ""
     if groups:
         html_groups = (f"<h2>Per group</h2><p>{GROUP_NOTE}</p>"
-                       + pd.DataFrame(groups).to_html(index=False, float_format="%.4f"))
+                       + pd.DataFrame(group_table(groups)[1], columns=group_table(groups)[0]).to_html(index=False))
     figures = "\n".join(f'<h2>{title}</h2><img src="{name}">' for title, name in images)
     html_importance = ""
     if found:

@@ -46,7 +46,7 @@ def write_plots(records: list[dict], rows: list[dict], out: Path, groups: list[d
 def groups_plot(groups: list[dict], path: Path) -> str:
     names = sorted({g["group"] for g in groups})
     methods = list(dict.fromkeys(g["method"] for g in groups))
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.6))
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(names) + 1.6))
     step = 0.8 / max(1, len(methods))
     for index, method in enumerate(methods):
         mine = {g["group"]: g for g in groups if g["method"] == method}
@@ -60,7 +60,7 @@ def groups_plot(groups: list[dict], path: Path) -> str:
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel("test F1 (%)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot, never over a group
     return save(fig, path)
 
 
@@ -70,6 +70,7 @@ def cost_plot(rows: list[dict], path: Path) -> str:
         mine = [r for r in rows if r["method"] == method]
         ax.scatter([r["wall_seconds"] / 60 for r in mine], [100 * r["test_f1"] for r in mine], label=method)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels of a short log axis collide
     ax.set_xlabel("train + eval minutes (GPU where it ran on one, else CPU)")
     ax.set_ylabel("test F1 (%)")
     ax.legend(fontsize=8)
