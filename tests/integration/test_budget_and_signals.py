@@ -58,8 +58,8 @@ def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_pat
     by_id = {t.user_attrs.get("ray_trial_id"): t for t in study(run_dir).get_trials()}
     assert {r["trial_id"] for r in every} <= set(by_id)
     for record in every:
-        state = by_id[record["trial_id"]].state
-        assert state == (optuna.trial.TrialState.COMPLETE if record["epochs_run"] == record["params"]["epochs"]
+        trial_state = by_id[record["trial_id"]].state
+        assert trial_state == (optuna.trial.TrialState.COMPLETE if record["epochs_run"] == record["params"]["epochs"]
                          else optuna.trial.TrialState.PRUNED), record["trial_id"]
     assert not study(run_dir).get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
