@@ -49,9 +49,9 @@ def tiny_bert(tmp_path_factory, minilm_tokenizer) -> str:
 
 @pytest.fixture(scope="session")
 def slow_bert(tmp_path_factory, minilm_tokenizer) -> str:
-    """A 24-layer, 384-wide BERT (random weights): a smoke epoch takes about 30 s on one thread,
+    """A 16-layer, 384-wide BERT (random weights): a smoke epoch takes about 20 s on one thread,
     longer than a graceful stop (about 12 s), so a signal lands while a trial is mid-way."""
-    return save_bert(tmp_path_factory.mktemp("slow_bert"), minilm_tokenizer, hidden_size=384, num_hidden_layers=24,
+    return save_bert(tmp_path_factory.mktemp("slow_bert"), minilm_tokenizer, hidden_size=384, num_hidden_layers=16,
                      num_attention_heads=12, intermediate_size=1536)
 
 
