@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.data import load_reviews  # noqa: E402
-from results.leaderboard import bootstrap_f1_interval  # noqa: E402
+from results.leaderboard import group_rows, leaderboard_rows  # noqa: E402
 from search_spaces import load_preset  # noqa: E402
 from trainables.baselines import BaselineConfig, run_baseline  # noqa: E402
 from trainables.config import FineTuneConfig  # noqa: E402
@@ -68,18 +68,15 @@ def run_protocol(data: str, held_out: str | None, args, tokenizer, folder: Path)
     }
     out = {"protocol": prepared.protocol, "rows": prepared.rows, "split_hash": prepared.split_hash,
            "seconds": time.perf_counter() - started, "methods": {}}
+    listed = [{**record, "record_path": method} for method, record in records.items()]
+    per_group = group_rows(listed, leaderboard_rows(listed))  # the leaderboard's own per-group figures
     for method, record in records.items():
-        labels, prob = np.asarray(record["test_labels"]), np.asarray(record["test_prob_real"])
-        groups = np.asarray(record["test_group"])
-        per_group = {}
-        for group in sorted(set(groups)):
-            mine = groups == group
-            low, high = bootstrap_f1_interval(labels[mine], prob[mine])
-            per_group[group] = {"n": int(mine.sum()), "f1": record["test_by_group"][group]["f1"],
-                                "f1_low": low, "f1_high": high,
-                                "macro_f1": record["test_by_group"][group]["macro_f1"]}
-        out["methods"][method] = {"test_f1": record["test"]["f1"], "test_macro_f1": record["test"]["macro_f1"],
-                                  "val_f1": record["val"]["f1"], "per_group": per_group}
+        out["methods"][method] = {
+            "test_f1": record["test"]["f1"], "test_macro_f1": record["test"]["macro_f1"], "val_f1": record["val"]["f1"],
+            "per_group": {g["group"]: {"n": g["n"], "f1": g["test_f1"], "f1_low": g["test_f1_low"],
+                                       "f1_high": g["test_f1_high"],
+                                       "macro_f1": record["test_by_group"][g["group"]]["macro_f1"]}
+                          for g in per_group if g["method"] == method}}
     return out
 
 

@@ -32,8 +32,9 @@ def method_study(records: list[dict], metric: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
+    spaces = {name: load_preset(name).SPACE for name in {r["preset"] for r in records}}
     for record in records:
-        space = load_preset(record["preset"]).SPACE
+        space = spaces[record["preset"]]
         try:
             params = optuna_params(record["params"], space)
             domains = optuna_domains(record["params"], space)

@@ -339,8 +339,8 @@ def render(records: list[dict], rows: list[dict], out: Path, metric: str) -> Non
     html_table = pd.DataFrame(rows).drop(columns=["record_path"]).to_html(index=False, float_format="%.4f")
     html_groups = ""
     if groups:
-        html_groups = (f"<h2>Per group</h2><p>{GROUP_NOTE}</p>"
-                       + pd.DataFrame(group_table(groups)[1], columns=group_table(groups)[0]).to_html(index=False))
+        header, cells = group_table(groups)
+        html_groups = f"<h2>Per group</h2><p>{GROUP_NOTE}</p>" + pd.DataFrame(cells, columns=header).to_html(index=False)
     figures = "\n".join(f'<h2>{title}</h2><img src="{name}">' for title, name in images)
     html_importance = ""
     if found:
