@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 
 import torch
-from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from core.data import LABEL_NAMES
@@ -92,6 +91,9 @@ def build_classifier(config: FineTuneConfig, device: torch.device) -> torch.nn.M
     model = load_base(config, device)
     if config.method == "full":
         return model
+    from peft import LoraConfig, get_peft_model  # only where an adapter is built: the search's
+    # driver and the baseline tasks import this module for tokenizers and paths
+
     targets = config.target_module_names
     check_target_modules(model, targets)
     lora = LoraConfig(
@@ -135,6 +137,8 @@ def load_base(config: FineTuneConfig, device: torch.device, path: str | None = N
     if model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     if config.quantize == "nf4":
+        from peft import prepare_model_for_kbit_training
+
         from trainables.quantize import keep_training_layout
 
         keep_training_layout(model)

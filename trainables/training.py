@@ -20,7 +20,6 @@ from typing import Callable
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import get_linear_schedule_with_warmup
 
 from core import storage
 from core.groups import SplitGroups
@@ -86,7 +85,7 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
         fused=device.type == "cuda",
     )
     steps_per_epoch = -(-len(data["train"][0]) // (config.batch_size * config.grad_accumulation))
-    scheduler = get_linear_schedule_with_warmup(
+    scheduler = linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * steps_per_epoch * config.epochs),
         steps_per_epoch * config.epochs,
     )
@@ -164,6 +163,20 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
         # a stop between the two leaves the checkpoint's copy ahead, which the search settles.
         write_record(record_path, record)
     return record
+
+
+def linear_schedule_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int,
+                                total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' get_linear_schedule_with_warmup, step for step (tests/unit/test_model.py
+    compares them): importing it pulls in transformers' Trainer utilities and peft, about 4 s of
+    every trial worker's start on one core, and a full fine-tune needs neither."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def epoch_report(epoch: int, val: dict, train_loss: float, config: FineTuneConfig) -> dict:

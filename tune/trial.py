@@ -23,11 +23,11 @@ from core import storage
 from core.record import read_record, write_record
 from core.run_folder import RunFolder
 from trainables.config import FineTuneConfig
-from trainables.memory import MemoryBudgetError, fit_budget
 
-# trainables.training (transformers, peft, bitsandbytes) is imported only in the worker that
-# trains (train_from): the trial's driver and Ray Train's controller also load this module, and
-# importing the training stack there cost each trial two more processes' worth of imports.
+# The training stack (transformers, peft, bitsandbytes) is imported only in the worker that
+# trains (train_from), the memory estimate included: the trial's driver and Ray Train's
+# controller also load this module, and importing transformers there cost each trial about
+# 5 s of start-up on one core (measured: fit_budget's first call in a fresh process).
 
 
 class TrialFailed(RuntimeError):
@@ -35,14 +35,15 @@ class TrialFailed(RuntimeError):
 
 
 def run_trial(config: dict) -> None:
-    """Tune function: fit the trial into its memory budget, then run one Ray Train job for it.
+    """Tune function: run one Ray Train job for the trial, and once more at half the micro-batch
+    if it ran out of CUDA memory.
 
-    fit_budget refuses a trial that cannot fit before it starts; on a CPU its estimate also picks
-    micro-batches or gradient checkpointing, on a GPU the worker measures them. A trial that still
-    runs out of CUDA memory is tried once more at half the micro-batch with twice the
-    accumulation (the same optimizer step). If that fails too,
-    TrialFailed says why; Tune marks the trial errored and goes on, and the search writes the
-    reason into the trial's record.
+    The worker first fits the trial into its memory budget (train_from): fit_budget refuses a
+    trial that cannot fit before training starts; on a CPU its estimate also picks micro-batches
+    or gradient checkpointing, on a GPU the worker measures them. A trial that still runs out of
+    CUDA memory is tried once more at half the micro-batch with twice the accumulation (the same
+    optimizer step). If that fails too, TrialFailed says why; Tune marks the trial errored and
+    goes on, and the search writes the reason into the trial's record.
 
     Only what can succeed on a retry is retried: out of memory (at half the micro-batch, here) and
     a lost worker or node (Ray Train, from the last checkpoint). A budget refusal, a bad setting or
@@ -55,15 +56,9 @@ def run_trial(config: dict) -> None:
     trial = FineTuneConfig.from_dict({**trial_settings(config), "run_dir": folder.path})
     trial_id = tune.get_context().get_trial_id()
     record_path = folder.trial_record(trial_id)
-    try:
-        settings, _ = fit_budget(trial)
-    except MemoryBudgetError as error:
-        raise TrialFailed(str(error)) from None
-    if trial.use_gpu:  # on a GPU the worker measures instead (batch_probe.fit_card)
-        settings = trial
-    attempts = [settings]
-    if settings.batch_size > 1:
-        attempts.append(settings.with_micro_batch(settings.batch_size // 2))
+    attempts = [trial]
+    if trial.batch_size > 1:
+        attempts.append(trial.with_micro_batch(trial.batch_size // 2))
     notes = []
     for attempt, settings in enumerate(attempts):
         run_train(settings, record_path, trial_id, attempt)
@@ -147,10 +142,13 @@ def train_worker(loop_config: dict) -> None:
 
 
 def train_from(trial: FineTuneConfig, loop_config: dict, resume_from: str | None) -> None:
+    from trainables.memory import fit_budget
     from trainables.training import fine_tune
 
+    fitted, _ = fit_budget(trial)  # MemoryBudgetError: recorded by train_worker, not retried
     fine_tune(
-        trial,
+        trial if trial.use_gpu else fitted,  # on a GPU fine_tune measures instead (batch_probe.fit_card)
+
         record_path=loop_config["record_path"],
         trial_id=loop_config["trial_id"],
         train_run=loop_config["train_run"],

@@ -102,3 +102,22 @@ def test_the_stella_stand_in_loads_only_with_the_presets_overrides(tiny_stella):
     adapted = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, LoraLayer)}
     assert adapted == {"qkv_proj", "o_proj", "up_gate_proj", "down_proj"}
     assert model.base_model.model.config.use_memory_efficient_attention is False
+
+
+@pytest.mark.parametrize("warmup, total", [(0, 10), (3, 10), (6, 7), (5, 5)])
+def test_the_learning_rate_schedule_is_transformers_linear_warmup_step_for_step(warmup, total):
+    from transformers import get_linear_schedule_with_warmup
+
+    from trainables.training import linear_schedule_with_warmup
+
+    def rates(make):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        scheduler = make(optimizer, warmup, total)
+        seen = []
+        for _ in range(total + 2):
+            seen.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    assert rates(linear_schedule_with_warmup) == rates(get_linear_schedule_with_warmup)
