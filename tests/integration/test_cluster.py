@@ -74,40 +74,13 @@ def test_a_cluster_without_trial_driver_slots_is_refused_with_the_fix(reviews_pa
 
 # The packaged MiniLM: its smoke epochs take seconds, long enough for concurrent trials to overlap.
 
-def test_trials_run_on_gpu_nodes_one_per_gpu(cluster, reviews_path, tmp_path):
-    gpu_nodes = {node.node_id for node in add_gpu_nodes(cluster, 2)}
-    # 2 trials on 2 GPU nodes: at once, one on each.
-    result = subprocess.run(search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "2"),
-                            cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    records = fine_tune_records(tmp_path / "cluster")
-    assert len(records) == 2 and all(r.get("status") != "failed" for r in records)
-    spans = epochs_by_node(records)
-    assert set(spans) <= gpu_nodes  # never on the head, which has no GPU
-    assert all(most_at_once(node_spans) == 1 for node_spans in spans.values())
-    assert all(r["config"]["gpu_fraction"] == 1.0 for r in records)
-
-
-def test_trials_per_gpu_packs_k_trials_on_one_card(cluster, reviews_path, tmp_path):
-    [node] = add_gpu_nodes(cluster, 1, cpus=2)  # a CPU for each packed trial's worker
-    result = subprocess.run(search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "2",
-                                   "--trials-per-gpu", "2"),
-                            cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    records = fine_tune_records(tmp_path / "cluster")
-    spans = epochs_by_node(records)
-    assert set(spans) == {node.node_id}
-    assert most_at_once(spans[node.node_id]) == 2  # two trials training at once on its one GPU
-    assert all(r["config"]["gpu_fraction"] == 0.5 for r in records)
-    assert {e["placement"]["gpu_ids"] == ["0"] for r in records for e in r["history"]} == {True}
-
-
-def test_killing_a_worker_node_mid_search_retries_its_trial_elsewhere(cluster, reviews_path, tmp_path):
-    """A lost worker (here its whole node) is retried by Ray Train from the trial's last epoch
-    checkpoint, on a node that is left, and the trial finishes."""
-    nodes = add_gpu_nodes(cluster, 2)
-    # The packaged MiniLM: its smoke epochs take seconds, a window the kill can land in.
-    command = search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "1")
+def test_trials_run_one_per_gpu_and_a_killed_node_s_trial_is_retried_elsewhere(cluster, reviews_path, tmp_path):
+    """2 trials on 3 GPU nodes: at once, one on each of two, never on the head. Once a trial has
+    stored an epoch checkpoint with epochs to go, its whole node is killed (a lost worker): Ray
+    Train retries it from that checkpoint on a node that is left, and it finishes."""
+    nodes = add_gpu_nodes(cluster, 3)
+    gpu_nodes = {node.node_id for node in nodes}
+    command = search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "2")
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 300
@@ -122,10 +95,29 @@ def test_killing_a_worker_node_mid_search_retries_its_trial_elsewhere(cluster, r
     finally:
         process.kill()
     assert process.returncode == 0, output[-4000:]
-    records = {r["trial_id"]: r for r in fine_tune_records(tmp_path / "cluster")}
-    assert len(records) == 1 and all(r.get("status") != "failed" for r in records.values())
-    killed = records[trial]
-    assert killed["epochs_run"] == killed["params"]["epochs"]  # it finished, on the node left
+    records = fine_tune_records(tmp_path / "cluster")
+    assert len(records) == 2 and all(r.get("status") != "failed" for r in records)
+    spans = epochs_by_node(records)
+    assert set(spans) <= gpu_nodes  # never on the head, which has no GPU
+    assert all(most_at_once(node_spans) == 1 for node_spans in spans.values())
+    assert all(r["config"]["gpu_fraction"] == 1.0 for r in records)
+
+    killed = next(r for r in records if r["trial_id"] == trial)
+    assert killed["epochs_run"] == killed["params"]["epochs"]  # it finished, on a node left
     assert len(killed["started_at_epochs"]) == 2 and killed["started_at_epochs"][1] >= 1  # from its checkpoint
     after = [e for e in killed["history"] if e["started_at"] > killed_at]
     assert after and all(e["placement"]["node_id"] != victim for e in after)
+
+
+def test_trials_per_gpu_packs_k_trials_on_one_card(cluster, reviews_path, tmp_path):
+    [node] = add_gpu_nodes(cluster, 1, cpus=2)  # a CPU for each packed trial's worker
+    result = subprocess.run(search(reviews_path, "minilm", tmp_path, cluster.address, "--num-samples", "2",
+                                   "--trials-per-gpu", "2"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = fine_tune_records(tmp_path / "cluster")
+    spans = epochs_by_node(records)
+    assert set(spans) == {node.node_id}
+    assert most_at_once(spans[node.node_id]) == 2  # two trials training at once on its one GPU
+    assert all(r["config"]["gpu_fraction"] == 0.5 for r in records)
+    assert {e["placement"]["gpu_ids"] == ["0"] for r in records for e in r["history"]} == {True}

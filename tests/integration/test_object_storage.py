@@ -62,24 +62,52 @@ def command(reviews_path, storage_uri=f"s3://{BUCKET}/searches"):
             "--max-concurrent", "1", "--num-samples", "2"]
 
 
-def test_search_in_a_bucket_resumes_after_a_kill_and_exports(s3_env, reviews_path, tmp_path):
-    run_dir = f"s3://{BUCKET}/searches/on-s3"
-    log = open(tmp_path / "first-run.log", "w")
-    one_trial = [*command(reviews_path), "--num-samples", "1"]  # the seeded full fine-tune
-    process = subprocess.Popen(one_trial, cwd=ROOT, env=s3_env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        interrupted = wait_for(lambda: checkpointed_mid_way(run_dir), timeout=300,
-                               what="a first epoch checkpoint in the bucket")
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    assert storage.exists(storage.join(run_dir, "run.json"))
+def test_missing_bucket_is_refused_before_any_work(s3_env, reviews_path):
+    result = subprocess.run(command(reviews_path, "s3://no-such-bucket/runs"), cwd=ROOT, env=s3_env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--storage s3://no-such-bucket/runs cannot be used: no such bucket" in result.stderr
+    assert "Preset minilm" not in result.stdout
 
-    result = subprocess.run(one_trial, cwd=ROOT, env=s3_env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Resuming the unfinished search" in result.stdout
-    assert f"Run folder: {run_dir}" in result.stdout
+
+def test_a_cluster_search_in_a_bucket_resumes_after_a_kill_exports_and_refuses_a_blind_node(
+        s3_env, reviews_path, tmp_path):
+    """Multi-node runs need storage every node reaches. The nodes inherit this process's S3
+    endpoint. A search on the cluster is killed mid-trial (its driver, as a lost laptop or ssh
+    session would) and the same command resumes it from the trial's checkpoint in the bucket; the
+    analyzer and export read from it. A node added last gets a dead endpoint, as a node without
+    credentials would, and the next search is refused before any work."""
+    from ray.cluster_utils import Cluster
+
+    run_dir = f"s3://{BUCKET}/searches/on-s3"
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {TRIAL_DRIVER: 8}, "include_dashboard": True})
+    try:
+        gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
+        cluster.wait_for_nodes()
+        one_trial = [*command(reviews_path), "--num-samples", "1", "--address", cluster.address]  # the seeded full fine-tune
+        log = open(tmp_path / "first-run.log", "w")
+        process = subprocess.Popen(one_trial, cwd=ROOT, env=s3_env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            interrupted = wait_for(lambda: checkpointed_mid_way(run_dir), timeout=300,
+                                   what="a first epoch checkpoint in the bucket")
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        assert storage.exists(storage.join(run_dir, "run.json"))
+
+        result = subprocess.run(one_trial, cwd=ROOT, env=s3_env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "Resuming the unfinished search" in result.stdout
+        assert f"Run folder: {run_dir}" in result.stdout
+
+        blind = cluster.add_node(num_cpus=1, env_vars={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+        cluster.wait_for_nodes()
+        refused = subprocess.run([*command(reviews_path), "--name", "blind", "--address", cluster.address],
+                                 cwd=ROOT, env=s3_env, capture_output=True, text=True, timeout=300)
+    finally:
+        cluster.shutdown()
 
     trials = fine_tune_records(run_dir)
     assert len(trials) == 1
@@ -87,6 +115,7 @@ def test_search_in_a_bucket_resumes_after_a_kill_and_exports(s3_env, reviews_pat
     assert resumed["started_at_epochs"][-1] >= interrupted["epochs_run"] > 0  # from its checkpoint in S3
     assert resumed["train_run_dir"].startswith(f"{run_dir}/train/")
     assert storage.folders(resumed["train_run_dir"], "checkpoint_")
+    assert {epoch["placement"]["node_id"] for epoch in resumed["history"]} == {gpu_node.node_id}
     baselines = {read_record(path)["method"] for path in find_records(storage.join(run_dir, "baselines"))}
     assert baselines == {"tfidf-logreg", "embed-logreg"}
     assert storage.exists(storage.join(run_dir, "leaderboard", "index.html"))
@@ -104,40 +133,8 @@ def test_search_in_a_bucket_resumes_after_a_kill_and_exports(s3_env, reviews_pat
     assert exported["exported_from"] == run_dir
     assert exported["metrics"]["val"] == best["val"]
 
-
-def test_missing_bucket_is_refused_before_any_work(s3_env, reviews_path):
-    result = subprocess.run(command(reviews_path, "s3://no-such-bucket/runs"), cwd=ROOT, env=s3_env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert "--storage s3://no-such-bucket/runs cannot be used: no such bucket" in result.stderr
-    assert "Preset minilm" not in result.stdout
-
-
-def test_cluster_nodes_share_the_bucket_and_a_node_that_cannot_reach_it_is_refused(s3_env, reviews_path):
-    """Multi-node runs need storage every node reaches. The nodes inherit this process's S3
-    endpoint; the last one added gets a dead endpoint, as a node without credentials would."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {TRIAL_DRIVER: 8}, "include_dashboard": True})
-    try:
-        gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
-        cluster.wait_for_nodes()
-        storage_uri = f"s3://{BUCKET}/cluster"
-        ran = subprocess.run([*command(reviews_path, storage_uri), "--address", cluster.address, "--num-samples", "1",
-                              "--baselines", "none"], cwd=ROOT, env=s3_env, capture_output=True, text=True, timeout=600)
-        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-        (record,) = fine_tune_records(storage.join(storage_uri, "on-s3"))
-        assert {epoch["placement"]["node_id"] for epoch in record["history"]} == {gpu_node.node_id}
-
-        blind = cluster.add_node(num_cpus=1, env_vars={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
-        cluster.wait_for_nodes()
-        refused = subprocess.run([*command(reviews_path, storage_uri), "--name", "blind", "--address", cluster.address],
-                                 cwd=ROOT, env=s3_env, capture_output=True, text=True, timeout=300)
-    finally:
-        cluster.shutdown()
     assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
     message = refused.stderr.split("error: ")[-1]
-    assert message.startswith(f"--storage {storage_uri} is not visible from node(s) "
+    assert message.startswith(f"--storage s3://{BUCKET}/searches is not visible from node(s) "
                               f"{blind.node_ip_address} (node {blind.node_id[:8]}): this cluster has 3 nodes"), message
-    assert not storage.exists(storage.join(storage_uri, "blind"))
+    assert not storage.exists(storage.join(f"s3://{BUCKET}/searches", "blind"))
