@@ -27,6 +27,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def run_study(run_dir):
+    """The Optuna study in a run folder, opened as a user would (optuna-dashboard, load_study)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(study_name="search",
+                             storage=JournalStorage(JournalFileBackend(str(Path(run_dir) / "optuna.journal"))))
+
+
 @pytest.fixture(scope="session")
 def reviews_path() -> Path:
     assert REVIEWS.exists(), f"dataset not found at {REVIEWS}; set REVIEWS_DATA"

@@ -10,7 +10,7 @@ import subprocess
 import optuna
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_study
 from tests.integration.test_resume import checkpointed_mid_way, fine_tune_records, search_command, wait_for
 
 pytestmark = pytest.mark.integration
@@ -18,15 +18,6 @@ pytestmark = pytest.mark.integration
 
 def state(run_dir):
     return json.loads((run_dir / "run.json").read_text())
-
-
-def study(run_dir):
-    """The Optuna study in the run folder, opened as a user would (optuna-dashboard, load_study)."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.load_study(study_name="search",
-                             storage=JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal"))))
 
 
 def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_path, tiny_bert, tmp_path):
@@ -55,13 +46,13 @@ def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_pat
     # One study holds the first search's trials and the extension's, each with its real state:
     # complete only where the trial ran its whole schedule, pruned where ASHA or the budget cut it.
     every = fine_tune_records(run_dir)
-    by_id = {t.user_attrs.get("ray_trial_id"): t for t in study(run_dir).get_trials()}
+    by_id = {t.user_attrs.get("ray_trial_id"): t for t in run_study(run_dir).get_trials()}
     assert {r["trial_id"] for r in every} <= set(by_id)
     for record in every:
         trial_state = by_id[record["trial_id"]].state
         assert trial_state == (optuna.trial.TrialState.COMPLETE if record["epochs_run"] == record["params"]["epochs"]
                          else optuna.trial.TrialState.PRUNED), record["trial_id"]
-    assert not study(run_dir).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert not run_study(run_dir).get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
 
 def interrupt(command, signal_number, when):

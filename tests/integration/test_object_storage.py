@@ -1,6 +1,7 @@
-"""A search whose run folder is an s3:// URI, against a real S3 server on this machine (moto's):
-the trials, their Ray Train checkpoints, the baselines and the leaderboard all land in the bucket,
-a killed search resumes from it, and the analyzer and export read from it."""
+"""A search whose run folder is an s3:// URI, against a real S3 server on this machine (moto's),
+on a real multi-node Ray cluster: the trials, their Ray Train checkpoints, the baselines and the
+leaderboard all land in the bucket, a killed search resumes from it, the analyzer and export read
+from it, and a node that cannot reach it is refused."""
 
 import json
 import logging

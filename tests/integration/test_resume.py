@@ -13,7 +13,7 @@ import pytest
 
 from core import storage
 from core.record import find_records, read_record
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_study
 
 pytestmark = pytest.mark.integration
 
@@ -87,11 +87,8 @@ def test_killed_driver_resumes_unfinished_trial_from_its_epoch_in_a_moved_run_fo
     assert [h["epoch"] for h in resumed["history"]] == list(range(1, resumed["epochs_run"] + 1))
     # The Optuna study moved with the folder, and the resumed search kept writing to it.
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
-    study = optuna.load_study(study_name="search", storage=JournalStorage(
-        JournalFileBackend(str(moved / "resume" / "optuna.journal"))))
+    study = run_study(moved / "resume")
     finished = {t.user_attrs.get("ray_trial_id") for t in study.trials
                 if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)}
     assert {r["trial_id"] for r in records} <= finished

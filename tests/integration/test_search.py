@@ -7,6 +7,7 @@ import pytest
 
 from core.record import find_records, read_record
 from search_spaces.baselines import GRIDS
+from tests.conftest import run_study
 
 pytestmark = pytest.mark.integration
 
@@ -86,12 +87,9 @@ def test_every_record_reports_its_test_reviews_per_category(smoke_run, reviews_p
 
 def test_the_optuna_study_is_in_the_run_folder_with_every_trial(smoke_run):
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     run_dir, _, _ = smoke_run
-    study = optuna.load_study(study_name="search",
-                              storage=JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal"))))
+    study = run_study(run_dir)
     records = {r["trial_id"]: r for r in map(read_record, find_records(run_dir / "trials"))}
     trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     assert set(trials) == set(records)

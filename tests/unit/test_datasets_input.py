@@ -58,9 +58,16 @@ def test_a_missing_split_is_named(capsys, tmp_path):
 
 
 def test_an_unreachable_hub_dataset_exits_2_in_one_line(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine without a network
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    import datasets
+    import huggingface_hub
+
+    # As on a machine without a network, told so (HF_HUB_OFFLINE=1); the libraries read that
+    # variable once, at import, so this process sets their flags too. Without the flag the same
+    # error comes after the hub client's connection retries (about 20 s here).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")  # an empty cache
     code, out, err = search(capsys, "minilm", "--data", "hf:nobody/no-such-reviews", "--storage", str(tmp_path))
     assert code == 2
     assert len(err.strip().splitlines()) == 1

@@ -10,7 +10,8 @@ from search_spaces.distributions import Branches, choice, loguniform
 from trainables.config import ADAPTER_SETTINGS, FineTuneConfig
 from trainables.training import SCORE
 from core.run_folder import RUN_FOLDER_ENV, RunFolder
-from tune.searcher import RAY_TRIAL_ID, STUDY_NAME, EpochAwareOptunaSearch, journal_storage, settle_study
+from tests.conftest import run_study
+from tune.searcher import RAY_TRIAL_ID, EpochAwareOptunaSearch, journal_storage, settle_study
 from tune.space import check_space, trial_settings
 
 LORA_KEYS = set(ADAPTER_SETTINGS)
@@ -107,14 +108,6 @@ def test_a_seed_outside_the_space_is_refused_before_trials():
         check_space(space, {"preset": "minilm"}, [{"method": "full", "learning_rate": 1e-2}])
 
 
-def journal_study(folder):
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.load_study(study_name=STUDY_NAME,
-                             storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal"))))
-
-
 def test_the_study_lives_in_the_run_folder_and_is_settled_from_the_records(tmp_path):
     folder = RunFolder(str(tmp_path / "run"))
     (tmp_path / "run").mkdir()
@@ -130,14 +123,14 @@ def test_the_study_lives_in_the_run_folder_and_is_settled_from_the_records(tmp_p
                {"trial_id": "t2", "params": {"epochs": 2}, "epochs_run": 2,
                 "val": {"macro_f1": 0.75, "confusion_matrix": [[5, 1], [1, 5]]}, "history": [{}, {}]}]
     settle_study(folder, records, "macro_f1")
-    study = journal_study(tmp_path / "run")  # what optuna-dashboard and optuna.load_study open
+    study = run_study(tmp_path / "run")  # what optuna-dashboard and optuna.load_study open
     states = {t.user_attrs[RAY_TRIAL_ID]: (t.state, t.value) for t in study.get_trials()}
     assert states == {"t0": (optuna.trial.TrialState.COMPLETE, 0.8), "t1": (optuna.trial.TrialState.PRUNED, 0.6),
                       "t2": (optuna.trial.TrialState.COMPLETE, 0.75), "t3": (optuna.trial.TrialState.FAIL, None)}
     # An extension's searcher opens the same study and does not add those trials twice.
     extension = EpochAwareOptunaSearch(load_preset("minilm").SPACE, seeds=[], seed=1, storage=journal_storage(folder))
     assert extension.add_finished([{**r, "method": "full"} for r in records], "macro_f1") == 2
-    assert len(journal_study(tmp_path / "run").trials) == 4
+    assert len(run_study(tmp_path / "run").trials) == 4
 
 
 def test_a_restored_searcher_writes_to_the_journal_where_the_run_folder_is_now(tmp_path, monkeypatch):
@@ -153,5 +146,5 @@ def test_a_restored_searcher_writes_to_the_journal_where_the_run_folder_is_now(t
     restored.restore(str(tmp_path / "searcher.pkl"))
     report(restored, "t0", [0.7, 0.9], schedule_done=True)
     assert not old.exists()
-    (trial,) = journal_study(new).trials
+    (trial,) = run_study(new).trials
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.9
