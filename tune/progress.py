@@ -1,5 +1,6 @@
 """The search's console: a line when a trial starts (its searched settings), a line when it ends
-(its epochs and validation score, or why it failed), and after each a one-line summary: trials
+(its epochs and validation score, why it failed, or that the search's end stopped it), and after
+each end a one-line summary: trials
 done of planned, the best selection score so far and its trial, minutes elapsed and an estimate
 of those left. It replaces Ray Tune's tables (each trial's whole fixed config, a status table
 every 30 s); `--verbose` brings those back.
@@ -39,11 +40,13 @@ class ProgressLines(Callback):
         self.done = 0
         self.best: tuple[float, str] | None = None
         self.epochs: dict[str, int] = {}
+        self.running: set[str] = set()  # started here, no end line yet
         here = os.environ.get(RUN_FOLDER_ENV)  # a moved run folder: where it is now
         if here:
             self.folder = RunFolder(here)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.running.add(trial.trial_id)
         print(f"Trial {trial.trial_id} started: {settings_text(trial.config)}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -52,6 +55,7 @@ class ProgressLines(Callback):
             self.best = (result[SCORE], trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
         result = trial.last_result or {}
         score = result.get(SCORE)
         shown = "" if score is None else f", validation {self.metric} {score_text(score)}"
@@ -60,8 +64,20 @@ class ProgressLines(Callback):
         self.finished(trials, trial)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
         print(f"Trial {trial.trial_id} failed: {self.reason(trial)}", flush=True)
         self.finished(trials, trial)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        """Trials still running when the search ended (its time budget, Ctrl-C or SIGTERM): Tune
+        stops them without a completion callback, so say where each stopped."""
+        for trial in trials:
+            if trial.trial_id in self.running:
+                epochs = self.epochs.get(trial.trial_id, 0)
+                kept = (f"keeps its {epochs} finished epoch(s)" if epochs
+                        else "had finished no epoch, so it has no record")
+                print(f"Trial {trial.trial_id} stopped with the search: it {kept}.", flush=True)
+        self.running.clear()
 
     def reason(self, trial) -> str:
         location = self.folder.trial_record(trial.trial_id)

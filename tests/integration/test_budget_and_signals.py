@@ -32,6 +32,11 @@ def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_pat
     assert any(line.startswith("Trial ") and " started: full learning_rate=5e-05" in line for line in lines)
     assert any(re.match(r"\[\d+/30 trials done; (best validation macro_f1 |no epoch)", line) for line in lines)
     assert not [line for line in lines if "Trial status:" in line or "LOAD REPORT" in line or "RayTrainWorker" in line]
+    # Every trial that started has its end line: ended, failed, or stopped by the budget.
+    started = {line.split()[1] for line in lines if re.match(r"Trial \w+ started: ", line)}
+    ended = {line.split()[1] for line in lines
+             if re.match(r"Trial \w+ (ended after|failed: |stopped with the search: it )", line)}
+    assert started and started == ended, (started, ended)
     assert state(run_dir)["finished"] is True
     records = fine_tune_records(run_dir)
     assert 1 <= len(records) < 30
