@@ -28,7 +28,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def run_study(run_dir):
-    """The Optuna study in a run folder, opened as a user would (optuna-dashboard, load_study)."""
+    """The Optuna study in a run folder, opened as a user would (optuna-dashboard, load_study): by
+    the file and study names the README gives, not through tune.searcher's own constants."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

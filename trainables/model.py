@@ -91,8 +91,9 @@ def build_classifier(config: FineTuneConfig, device: torch.device) -> torch.nn.M
     model = load_base(config, device)
     if config.method == "full":
         return model
-    from peft import LoraConfig, get_peft_model  # only where an adapter is built: the search's
-    # driver and the baseline tasks import this module for tokenizers and paths
+    # peft only where an adapter is built: the search's driver and the baseline tasks import this
+    # module for tokenizers and paths, and importing peft cost them about 4 s each.
+    from peft import LoraConfig, get_peft_model
 
     targets = config.target_module_names
     check_target_modules(model, targets)

@@ -148,7 +148,6 @@ def train_from(trial: FineTuneConfig, loop_config: dict, resume_from: str | None
     fitted, _ = fit_budget(trial)  # MemoryBudgetError: recorded by train_worker, not retried
     fine_tune(
         trial if trial.use_gpu else fitted,  # on a GPU fine_tune measures instead (batch_probe.fit_card)
-
         record_path=loop_config["record_path"],
         trial_id=loop_config["trial_id"],
         train_run=loop_config["train_run"],
