@@ -12,19 +12,37 @@ from pathlib import Path
 import pytest
 import torch
 
+from tune.ray_setup import API_SERVER_ENV, LOCALHOST, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REVIEWS = Path(os.environ.get(
     "REVIEWS_DATA", ROOT.parent / "shared" / "data" / "fake_reviews" / "fake_reviews_dataset.csv.gz"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
     skip = pytest.mark.skip(reason="needs CUDA")
     for item in items:
-        if "gpu" in item.keywords:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip)
+        # The tests that read the smoke search run in one pytest-xdist worker (--dist loadgroup),
+        # so that search runs once per test session, not once per worker.
+        if "smoke_run" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("smoke_run"))
+
+
+def local_cluster(**head_args):
+    """A multi-node Ray cluster on this machine (ray.cluster_utils.Cluster). Its dashboard gets a
+    free port (a search in the other pytest-xdist worker may hold Ray's default, and Cluster takes
+    the port it is given), and its head's processes are told where it is: Ray Train's state-API
+    calls from a worker would otherwise guess among the Ray instances on this machine, as they
+    need not on a real cluster's head (tune/ray_setup.py does the same for a local search)."""
+    from ray.cluster_utils import Cluster
+
+    port = free_port()
+    return Cluster(initialize_head=True, head_node_args={
+        "dashboard_port": port, "env_vars": {API_SERVER_ENV: f"http://{LOCALHOST}:{port}"}, **head_args})
 
 
 def run_study(run_dir):

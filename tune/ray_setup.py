@@ -5,6 +5,7 @@ cluster, and proof that every node can reach the run folder's storage.
 from __future__ import annotations
 
 import os
+import socket
 
 from core import storage as run_storage
 from core.errors import UserError
@@ -14,6 +15,8 @@ from core.run_folder import RUN_FOLDER_ENV, RunFolder
 # on a cluster, cluster.yaml gives it to the head node, the "safe node" Ray's docs recommend.
 TRIAL_DRIVER = "trial_driver"
 TRIAL_DRIVER_SLOTS = 64
+LOCALHOST = "127.0.0.1"
+API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"  # where ray.util.state finds the dashboard
 
 
 def start_ray(address: str | None = None, folder: RunFolder | None = None, verbose: bool = True) -> None:
@@ -28,10 +31,11 @@ def start_ray(address: str | None = None, folder: RunFolder | None = None, verbo
         os.environ[RUN_FOLDER_ENV] = folder.path
     if ray.is_initialized():
         return
-    runtime_env = {"env_vars": {RUN_FOLDER_ENV: folder.path}} if folder else None
+    env_vars = {RUN_FOLDER_ENV: folder.path} if folder else {}
     if address:
         try:
-            ray.init(address=address, configure_logging=False, runtime_env=runtime_env, log_to_driver=verbose)
+            ray.init(address=address, configure_logging=False, runtime_env={"env_vars": env_vars},
+                     log_to_driver=verbose)
         except ConnectionError as error:
             raise UserError(f"Could not connect to a Ray cluster at {address}: {error}. Start one with "
                             "`ray up cluster.yaml` (or `ray start --head` on this machine).") from error
@@ -41,11 +45,26 @@ def start_ray(address: str | None = None, folder: RunFolder | None = None, verbo
                 f"head with: ray start --head --resources='{{\"{TRIAL_DRIVER}\": {TRIAL_DRIVER_SLOTS}}}' "
                 "(cluster.yaml does).")
         return
+    # address="local": a Ray instance of this search's own, even where `ray start` left one running
+    # on this machine or RAY_ADDRESS names one (ray.init() without an address would join it,
+    # without the trial-driver resource declared here). A cluster is joined only with --address.
     # The dashboard serves Ray's state API; without it Ray Train cannot see that an ASHA-stopped
     # trial's controller died, never frees that trial's worker resources, and the next trial's
-    # worker group times out waiting for them.
-    ray.init(include_dashboard=True, configure_logging=False, resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS},
-             runtime_env=runtime_env, log_to_driver=verbose)
+    # worker group times out waiting for them. Ray Train asks that API from a worker process
+    # without an address, and Ray then guesses the instance from the GCS processes running on this
+    # machine: with a second one (another search, a `ray start`) it asks the wrong one or none.
+    # So the dashboard gets a port chosen here, and every worker is told where it is.
+    dashboard_port = free_port()
+    env_vars[API_SERVER_ENV] = f"http://{LOCALHOST}:{dashboard_port}"
+    ray.init(address="local", include_dashboard=True, dashboard_host=LOCALHOST, dashboard_port=dashboard_port,
+             configure_logging=False, resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS},
+             runtime_env={"env_vars": env_vars}, log_to_driver=verbose)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOCALHOST, 0))
+        return probe.getsockname()[1]
 
 
 def ray_gpus() -> int:

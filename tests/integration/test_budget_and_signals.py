@@ -23,10 +23,10 @@ def state(run_dir):
 def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_path, tiny_bert, tmp_path):
     run_dir = tmp_path / "budget"
     result = subprocess.run(
-        search_command(reviews_path, tiny_bert, tmp_path, "budget", "--num-samples", "30", "--time-budget", "0.75"),
+        search_command(reviews_path, tiny_bert, tmp_path, "budget", "--num-samples", "30", "--time-budget", "1.5"),
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Time budget of 0.75 minutes reached" in result.stdout
+    assert "Time budget of 1.5 minutes reached" in result.stdout
     # The console without --verbose: a line per trial and a progress line, no Ray tables or worker logs.
     lines = (result.stdout + result.stderr).splitlines()
     assert any(line.startswith("Trial ") and " started: full learning_rate=5e-05" in line for line in lines)

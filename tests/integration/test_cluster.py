@@ -7,10 +7,8 @@ import sys
 import time
 
 import pytest
-from ray.cluster_utils import Cluster
-
 from core.record import find_records, read_record
-from tests.conftest import ROOT
+from tests.conftest import ROOT, local_cluster
 from tests.integration.test_resume import checkpointed_mid_way
 from tune.ray_setup import TRIAL_DRIVER
 
@@ -19,8 +17,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cluster():
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {TRIAL_DRIVER: 8}, "include_dashboard": True})
+    cluster = local_cluster(num_cpus=1, resources={TRIAL_DRIVER: 8}, include_dashboard=True)
     yield cluster
     cluster.shutdown()
 
@@ -31,10 +28,11 @@ def add_gpu_nodes(cluster, count, cpus=1):
     return nodes
 
 
-def search(reviews_path, model, storage, address, *extra):
+def search(reviews_path, model, storage, address, *extra, name="cluster"):
+    """The search's command line; address=None: without --address."""
     return [sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path), "--profile", "smoke",
-            "--model", model, "--storage", str(storage), "--name", "cluster", "--baselines", "none",
-            "--address", address, *extra]
+            "--model", model, "--storage", str(storage), "--name", name, "--baselines", "none",
+            *(["--address", address] if address else []), *extra]
 
 
 def fine_tune_records(run_dir):
@@ -60,16 +58,27 @@ def most_at_once(spans):
     return peak
 
 
-def test_a_cluster_without_trial_driver_slots_is_refused_with_the_fix(reviews_path, tmp_path):
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+def test_a_cluster_without_trial_driver_slots_is_refused_with_the_fix_and_is_joined_only_when_named(
+        reviews_path, tiny_bert, tmp_path):
+    """A search joins a cluster only with --address: without it, it starts its own Ray instance,
+    even while one that `ray start` (here ray.cluster_utils) left running on this machine is
+    where ray.init() would connect by default. Its trials then free their resources for the next
+    one (each takes both CPUs), which takes Ray Train's state-API calls reaching its own instance."""
+    cluster = local_cluster(num_cpus=1)
     try:
         result = subprocess.run(search(reviews_path, "minilm", tmp_path, cluster.address), cwd=ROOT,
                                 capture_output=True, text=True, timeout=300)
+        local = subprocess.run(search(reviews_path, tiny_bert, tmp_path, None, "--num-samples", "2",
+                                      "--cpus-per-trial", "2", "--max-concurrent", "1", name="local"),
+                               cwd=ROOT, capture_output=True, text=True, timeout=300)
     finally:
         cluster.shutdown()
     assert result.returncode == 2
     assert f"""has no '{TRIAL_DRIVER}' resource for trial drivers. Start its head with: ray start --head \
 --resources='{{"{TRIAL_DRIVER}": 64}}'""" in result.stderr
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    records = fine_tune_records(tmp_path / "local")
+    assert len(records) == 2 and not [r for r in records if r.get("status") == "failed"], records
 
 
 # The packaged MiniLM: its smoke epochs take seconds, long enough for concurrent trials to overlap.

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -15,13 +14,13 @@ import pytest
 
 from core import storage
 from core.record import find_records, read_record
-from tests.conftest import ROOT
+from tests.conftest import ROOT, local_cluster
 from tests.integration.test_resume import (
     checkpointed_mid_way,
     fine_tune_records,
     wait_for,
 )
-from tune.ray_setup import TRIAL_DRIVER
+from tune.ray_setup import TRIAL_DRIVER, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +33,7 @@ def s3_env():
     pyarrow (ours and Ray's) at it, as AWS_ENDPOINT_URL points any S3 client at a compatible store."""
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -78,11 +75,8 @@ def test_a_cluster_search_in_a_bucket_resumes_after_a_kill_exports_and_refuses_a
     session would) and the same command resumes it from the trial's checkpoint in the bucket; the
     analyzer and export read from it. A node added last gets a dead endpoint, as a node without
     credentials would, and the next search is refused before any work."""
-    from ray.cluster_utils import Cluster
-
     run_dir = f"s3://{BUCKET}/searches/on-s3"
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {TRIAL_DRIVER: 8}, "include_dashboard": True})
+    cluster = local_cluster(num_cpus=1, resources={TRIAL_DRIVER: 8}, include_dashboard=True)
     try:
         gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
         cluster.wait_for_nodes()
