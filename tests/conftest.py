@@ -20,16 +20,13 @@ REVIEWS = Path(os.environ.get(
     "REVIEWS_DATA", ROOT.parent / "shared" / "data" / "fake_reviews" / "fake_reviews_dataset.csv.gz"))
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
     skip = pytest.mark.skip(reason="needs CUDA")
     for item in items:
-        if "gpu" in item.keywords and not torch.cuda.is_available():
+        if "gpu" in item.keywords:
             item.add_marker(skip)
-        # The tests that read the smoke search run in one pytest-xdist worker (--dist loadgroup),
-        # so that search runs once per test session, not once per worker.
-        if "smoke_run" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("smoke_run"))
 
 
 def local_cluster(**head_args):
@@ -135,14 +132,31 @@ def smoke_data(tmp_path_factory, reviews_path, minilm_tokenizer):
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory, reviews_path, tiny_bert):
-    storage = tmp_path_factory.mktemp("runs")
+def smoke_run(tmp_path_factory, reviews_path, tiny_bert, worker_id):
+    """The smoke search, run once per test session. Under pytest-xdist the first worker to ask
+    runs it and the other waits for it and reads the same run folder (pytest-xdist's documented
+    pattern for a session fixture: a file lock in the folder that all workers share)."""
+    if worker_id == "master":  # one process: pytest's fixture cache runs it once
+        return run_smoke_search(tmp_path_factory.mktemp("runs"), reviews_path, tiny_bert)
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # this session's folder, above each worker's own
+    with FileLock(shared / "smoke_run.lock"):
+        finished = shared / "smoke_run.json"
+        if not finished.exists():
+            run_dir, stdout, stderr = run_smoke_search(shared / "runs", reviews_path, tiny_bert)
+            finished.write_text(json.dumps({"run_dir": str(run_dir), "stdout": stdout, "stderr": stderr}))
+        saved = json.loads(finished.read_text())
+    return Path(saved["run_dir"]), saved["stdout"], saved["stderr"]
+
+
+def run_smoke_search(storage, reviews_path, model):
     # 3 trials, 2 at a time on 2 CPUs: trial drivers hold no CPU, so both workers start, and
     # ASHA-stopped trials free their worker before the next trial asks for one. --verbose: Ray's
     # and the workers' output too, which the tests search for resource waits.
     result = subprocess.run(
         [sys.executable, "-m", "tune.search", "minilm", "--data", str(reviews_path), "--profile", "smoke",
-         "--model", tiny_bert, "--storage", str(storage), "--name", "smoke", "--num-samples", "3",
+         "--model", model, "--storage", str(storage), "--name", "smoke", "--num-samples", "3",
          "--max-concurrent", "2", "--verbose"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )

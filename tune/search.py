@@ -105,8 +105,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "--gpu-memory-gb within the card's memory (default: 1)")
     parser.add_argument("--address",
                         help="connect to a running Ray cluster ('auto' on its head node, or "
-                             "ray://HEAD:10001) instead of starting a local Ray; the cluster's nodes "
-                             "must share --storage (see README: Run on a cluster)")
+                             "ray://HEAD:10001); without it the search starts a Ray instance of its "
+                             "own, even where one is running; the cluster's nodes must share "
+                             "--storage (see README: Run on a cluster)")
     parser.add_argument("--baselines", choices=["none", "fast", "all"], default="all",
                         help="baselines run beside the search as CPU Ray tasks, outside the Optuna "
                              "budget: fast = TF-IDF and embedding logistic regression; all adds "
