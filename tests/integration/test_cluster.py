@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+
 from core.record import find_records, read_record
 from tests.conftest import ROOT, local_cluster
 from tests.integration.test_resume import checkpointed_mid_way
