@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tune.ray_setup import API_SERVER_ENV, LOCALHOST, free_port
+from tune.ray_setup import dashboard_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -39,7 +39,7 @@ def local_cluster(**head_args):
 
     port = free_port()
     return Cluster(initialize_head=True, head_node_args={
-        "dashboard_port": port, "env_vars": {API_SERVER_ENV: f"http://{LOCALHOST}:{port}"}, **head_args})
+        "dashboard_port": port, "env_vars": dashboard_env(port), **head_args})
 
 
 def run_study(run_dir):

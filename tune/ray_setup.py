@@ -55,10 +55,15 @@ def start_ray(address: str | None = None, folder: RunFolder | None = None, verbo
     # machine: with a second one (another search, a `ray start`) it asks the wrong one or none.
     # So the dashboard gets a port chosen here, and every worker is told where it is.
     dashboard_port = free_port()
-    env_vars[API_SERVER_ENV] = f"http://{LOCALHOST}:{dashboard_port}"
+    env_vars.update(dashboard_env(dashboard_port))
     ray.init(address="local", include_dashboard=True, dashboard_host=LOCALHOST, dashboard_port=dashboard_port,
              configure_logging=False, resources={TRIAL_DRIVER: TRIAL_DRIVER_SLOTS},
              runtime_env={"env_vars": env_vars}, log_to_driver=verbose)
+
+
+def dashboard_env(port: int) -> dict[str, str]:
+    """The environment that points Ray's state API (ray.util.state) at the dashboard on `port`."""
+    return {API_SERVER_ENV: f"http://{LOCALHOST}:{port}"}
 
 
 def free_port() -> int:
