@@ -1,22 +1,23 @@
-"""Search quality per minute: the previous search design against this one, same machine, same data,
-same wall-clock budget, several searcher seeds.
+"""Search economics at the same budget: ASHA's rungs at epochs (the previous design) against rungs
+inside an epoch (this one), same machine, same data, same wall-clock limit, several searcher seeds.
 
     python bench/search_quality.py --data ../shared/data/fake_reviews/fake_reviews_dataset.csv.gz \
-        --minutes 12 --seeds 42 7 --previous dc8d7a0 --out bench/results/search-quality
+        --minutes 12 --seeds 42 7 --previous 890106e --out bench/results/search-quality
 
 Each design is the default command a user runs (`python -m tune.search minilm --data ...`: the `cpu`
 profile and every baseline of that design, plus --seed), started in its own process and stopped
-with SIGINT at the budget if still running. Each design runs from a fresh git worktree of its
-commit (the current one: HEAD), so what runs is exactly what is committed.
-Both profiles test on the same 600 reviews (the data contract's split, then a seeded subsample
-of each split that does not depend on the other splits' sizes; the script checks it).
+with SIGINT at the limit if still running. Each design runs from a git worktree of its commit (the
+current one: HEAD), so what runs is exactly what is committed. Both test on the same 600 reviews
+(the script checks it). `--designs current` reruns one design and reads the other's saved runs.
 
-A trial counts from the moment its last epoch ended (its record's history: start + train + eval
-seconds), measured from the search process's start. At each minute the curve shows the test
-macro-F1 of the trial the design itself would choose among those finished: the previous design
-chose by validation F1 of `real`, this one by its selection metric (validation macro-F1, constant
-predictors last). The TF-IDF line is the run's own TF-IDF + LR, chosen by validation macro-F1 in
-both designs.
+Per run: configurations evaluated (fine-tuning trials with at least one validation score), how many
+reached the design's first rung, were stopped there or later by ASHA ("ended" before their
+schedule's end, in the console), completed their schedule, or were cut by the time budget; the
+fine-tune the design itself chooses (best validation macro-F1) with its test macro-F1 and a 95 %
+bootstrap interval; the TF-IDF line (the run's TF-IDF + LR chosen by validation macro-F1); the
+minutes until the chosen fine-tune first stood above that line; training samples spent and the
+seconds each cost (train + evaluation, per training sample), which the README's estimate for the
+full profile uses; and the Optuna study's trial states.
 Writes OUT/results.json, OUT/results.md and OUT/best_so_far.png; runs go to OUT/runs/ (ignored).
 """
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.metrics import selection_score  # noqa: E402
 from core.record import find_records, read_record  # noqa: E402
+from results.importance import point_of, rungs_of  # noqa: E402
 
 FINE_TUNES = ("qlora", "lora", "full")
 
@@ -64,8 +66,8 @@ def run_design(code_dir: Path, data: str, storage: Path, seed: int, minutes: flo
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     log.close()
-    return {"run_dir": str(storage / name), "started": started, "wall_minutes": (time.time() - started) / 60,
-            "ended_by": ended_by, "exit_code": process.returncode}
+    return {"run_dir": str(storage / name), "log": str(storage / f"{name}.log"), "started": started,
+            "wall_minutes": (time.time() - started) / 60, "ended_by": ended_by, "exit_code": process.returncode}
 
 
 def finished_at(record: dict) -> float:
@@ -74,12 +76,11 @@ def finished_at(record: dict) -> float:
 
 
 def curve(run: dict, design: str, minutes: float) -> dict:
-    """Best-so-far test macro-F1 of the design's own choice, minute by minute."""
+    """Best-so-far test macro-F1 of the design's own choice, minute by minute, and the run's counts."""
     records = [read_record(p) for p in find_records(run["run_dir"])]
-    tuned = [r for r in records if r["method"] in FINE_TUNES and r.get("history")]
+    tuned = [r for r in records if r["method"] in FINE_TUNES and r.get("history") and "val" in r]
     tfidf = [r for r in records if r["method"] == "tfidf-logreg"]
-    choose = ((lambda r: r["val"]["f1"]) if design == "previous"
-              else (lambda r: selection_score(r["val"], "macro_f1")))
+    choose = lambda r: selection_score(r["val"], "macro_f1")  # noqa: E731 (both designs choose so)
     trials = sorted(((finished_at(r) - run["started"]) / 60, r) for r in tuned if "val" in r)
     grid = np.arange(0, minutes + 1e-9, 0.25)
     best = []
@@ -91,16 +92,76 @@ def curve(run: dict, design: str, minutes: float) -> dict:
     reached = next((float(t) for t, b in zip(grid, best) if b is not None and tfidf_line is not None
                     and b >= tfidf_line), None)
     chosen = max((r for _, r in trials), key=choose) if trials else None
+    best_tfidf = max(tfidf, key=lambda r: r["val"]["macro_f1"]) if tfidf else None
     return {
         "minutes": grid.tolist(), "best_test_macro_f1": best, "tfidf_test_macro_f1": tfidf_line,
+        "tfidf_interval": macro_f1_interval(best_tfidf) if best_tfidf else None,
         "minutes_to_tfidf": reached, "trials_finished": len(trials),
         "final": None if chosen is None else {
-            "method": chosen["method"], "params": chosen["params"], "val_f1": chosen["val"]["f1"],
-            "val_macro_f1": chosen["val"].get("macro_f1"), "test_macro_f1": chosen["test"]["macro_f1"],
+            "trial_id": chosen["trial_id"], "method": chosen["method"], "params": chosen["params"],
+            "val_f1": chosen["val"]["f1"], "val_macro_f1": chosen["val"].get("macro_f1"),
+            "test_macro_f1": chosen["test"]["macro_f1"], "test_interval": macro_f1_interval(chosen),
             "test_f1": chosen["test"]["f1"], "epochs_run": chosen["epochs_run"]},
+        "counts": trial_counts(tuned, Path(run["log"]).read_text() if Path(run.get("log", "")).is_file() else ""),
+        "study": study_states(run["run_dir"]),
+        "cost": training_cost(tuned, run["run_dir"]),
         "split_hash": records[0]["split_hash"] if records else None,
         "test_reviews_key": test_reviews_key(run["run_dir"]),
     }
+
+
+def macro_f1_interval(record: dict, samples: int = 1000, seed: int = 0) -> list[float]:
+    """95 % bootstrap interval of the record's test macro-F1 (x 100), over its test reviews."""
+    from sklearn.metrics import f1_score
+
+    labels = np.asarray(record["test_labels"])
+    predicted = (np.asarray(record["test_prob_real"]) >= 0.5).astype(int)
+    rng = np.random.default_rng(seed)
+    scores = [f1_score(labels[i], predicted[i], average="macro", zero_division=0)
+              for i in (rng.integers(0, len(labels), len(labels)) for _ in range(samples))]
+    return [100 * float(np.percentile(scores, 2.5)), 100 * float(np.percentile(scores, 97.5))]
+
+
+def trial_counts(tuned: list[dict], log: str) -> dict:
+    """How the fine-tuning trials ended: the console says which ended (ASHA's stop or the schedule's
+    end) and which the search's end cut short; the records say how far each got."""
+    import re
+
+    ended = set(re.findall(r"Trial (\w+) ended after", log))
+    cut = set(re.findall(r"Trial (\w+) stopped with the search", log))
+    done = {r["trial_id"] for r in tuned if r["epochs_run"] >= r["params"]["epochs"]}
+    first_rung = {r["trial_id"] for r in tuned if max(point_of(h) for h in r["history"]) >= rungs_of(r)[0]}
+    return {"evaluated": len(tuned), "reached_first_rung": len(first_rung),
+            "stopped_by_asha": len(ended - done), "completed": len(done & ended), "cut_by_budget": len(cut)}
+
+
+def study_states(run_dir: str) -> dict | None:
+    """The run folder's Optuna study: trials by state, and how many have an intermediate value."""
+    journal = Path(run_dir) / "optuna.journal"
+    if not journal.exists():
+        return None
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(str(journal))))
+    states = {}
+    for trial in study.trials:
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    return {"states": states, "with_intermediate_values": sum(1 for t in study.trials if t.intermediate_values)}
+
+
+def training_cost(tuned: list[dict], run_dir: str) -> dict:
+    """Training samples the fine-tunes spent, and the seconds (train + evaluation) each cost."""
+    import pandas as pd
+
+    split = pd.read_parquet(Path(run_dir) / "data" / "split.parquet")
+    train_rows = int((split["split"] == "train").sum())
+    samples = sum(r["history"][-1].get("samples_seen", r["history"][-1]["epoch"] * train_rows) for r in tuned)
+    seconds = sum(r.get("train_seconds", 0) + r.get("eval_seconds", 0) for r in tuned)
+    return {"train_rows": train_rows, "samples": int(samples),
+            "seconds_per_sample": seconds / samples if samples else None,
+            "startup_seconds": [round(r["startup_seconds"], 1) for r in tuned if "startup_seconds" in r]}
 
 
 def test_reviews_key(run_dir: str) -> str | None:
@@ -139,30 +200,53 @@ def write_outputs(results: dict, out: Path, command: str) -> None:
                            alpha=0.35, linewidth=1)
     ax.set_xlabel("minutes since the search command started")
     ax.set_ylabel("test macro-F1 of the validation-chosen fine-tune")
-    ax.set_title("Search quality per minute (faint lines: each run's TF-IDF + LR)")
+    ax.set_title("Best fine-tune so far (faint lines: each run's TF-IDF + LR)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "best_so_far.png", dpi=110)
 
-    lines = [f"# Search quality per minute\n\nCommand: `{command}`\n\nMachine: {results['machine']}. "
-             f"Budget: {results['minutes']} minutes of wall time per search, from process start.\n",
-             "| design | seed | trials finished | chosen fine-tune | its test macro-F1 | TF-IDF test macro-F1 "
-             "| minutes to the TF-IDF line | wall min | ended by |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---|"]
+    lines = [f"# Search economics at the same budget\n\nCommand: `{command}`\n\nMachine: {results['machine']}. "
+             f"Limit: {results['minutes']} minutes of wall time per search, from process start. Designs: "
+             "`previous` = ASHA's rungs at epochs; `current` = rungs inside an epoch (this commit).\n",
+             "| design | seed | evaluated | reached 1st rung | stopped by ASHA | completed | cut by budget "
+             "| chosen fine-tune | its val macro-F1 | its test macro-F1 (95% CI) | TF-IDF test macro-F1 (95% CI) "
+             "| minutes to the TF-IDF line | study: with values / PRUNED / COMPLETE | wall min |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|"]
     for design, runs in results["designs"].items():
         for seed, run in runs.items():
-            c, final = run["curve"], run["curve"]["final"]
-            chosen = "none" if final is None else f"{final['method']} ({final['epochs_run']} epochs)"
-            score = "" if final is None else f"{100 * final['test_macro_f1']:.2f}"
+            c, final, counts = run["curve"], run["curve"]["final"], run["curve"]["counts"]
+            chosen = "none" if final is None else f"{final['method']} ({final['epochs_run']:g} epochs)"
+            score = "" if final is None else interval_text(final["test_macro_f1"], final["test_interval"])
+            val = "" if final is None else f"{100 * final['val_macro_f1']:.2f}"
             reached = "not reached" if c["minutes_to_tfidf"] is None else f"{c['minutes_to_tfidf']:.2f}"
+            tfidf = interval_text(c["tfidf_test_macro_f1"] / 100, c["tfidf_interval"])
+            study = c["study"] or {"states": {}, "with_intermediate_values": 0}
+            states = study["states"]
             lines.append(
-                f"| {design} ({results['commits'][design]}) | {seed} | {c['trials_finished']} | {chosen} | "
-                f"{score} | {c['tfidf_test_macro_f1']:.2f} | {reached} | {run['wall_minutes']:.1f} | "
-                f"{run['ended_by']} |")
+                f"| {design} ({results['commits'][design]}) | {seed} | {counts['evaluated']} | "
+                f"{counts['reached_first_rung']} | {counts['stopped_by_asha']} | {counts['completed']} | "
+                f"{counts['cut_by_budget']} | {chosen} | {val} | {score} | {tfidf} | {reached} | "
+                f"{study['with_intermediate_values']} / {states.get('PRUNED', 0)} / {states.get('COMPLETE', 0)} | "
+                f"{run['wall_minutes']:.1f} |")
+    lines.append("\nCost of training (train + evaluation seconds per training sample, over every fine-tuning "
+                 "trial) and the seconds from each trial's start to its first training step (current design):\n")
+    for design, runs in results["designs"].items():
+        for seed, run in runs.items():
+            cost = run["curve"]["cost"]
+            per = "" if cost["seconds_per_sample"] is None else f"{cost['seconds_per_sample']:.4f} s"
+            startups = ", ".join(f"{s:g}" for s in cost["startup_seconds"]) or "not recorded"
+            lines.append(f"- {design}, seed {seed}: {cost['samples']:,} training samples, {per} each; "
+                         f"start-up seconds: {startups}")
     lines.append(f"\nSame 600 test reviews in every run: {results['same_test_reviews']}.")
     lines.append(f"\n{results['summary']}\n\n![best so far](best_so_far.png)\n")
     (out / "results.md").write_text("\n".join(lines))
+
+
+def interval_text(value: float | None, interval: list[float] | None) -> str:
+    if value is None:
+        return ""
+    return f"{100 * value:.2f}" + (f" ({interval[0]:.1f}-{interval[1]:.1f})" if interval else "")
 
 
 def summary(results: dict) -> str:
@@ -189,18 +273,23 @@ def main() -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--minutes", type=float, default=12.0, help="wall-clock budget of each search")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
-    parser.add_argument("--previous", default="dc8d7a0", help="commit of the previous search design")
+    parser.add_argument("--previous", default="890106e", help="commit of the previous design (ASHA's rungs at epochs)")
     parser.add_argument("--out", default="bench/results/search-quality")
+    parser.add_argument("--designs", nargs="+", default=["current", "previous"], choices=["current", "previous"],
+                        help="which designs to run now; runs of the others are read from OUT/runs/")
     args = parser.parse_args()
     out = (ROOT / args.out).resolve()
     (out / "runs").mkdir(parents=True, exist_ok=True)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     commits = {"current": head, "previous": args.previous}
     code = {}
-    for design, commit in commits.items():
+    for design in args.designs:  # each design runs exactly its commit, from its own worktree
         code[design] = out / "runs" / f"{design}-code"
-        if not code[design].exists():
-            subprocess.run(["git", "worktree", "add", "--detach", str(code[design]), commit], cwd=ROOT, check=True)
+        if code[design].exists():
+            subprocess.run(["git", "checkout", "--quiet", "--detach", commits[design]], cwd=code[design], check=True)
+        else:
+            subprocess.run(["git", "worktree", "add", "--detach", str(code[design]), commits[design]],
+                           cwd=ROOT, check=True)
     results = {"minutes": args.minutes, "seeds": args.seeds, "designs": {}, "commits": commits,
                "machine": f"{os.cpu_count()} cores, no GPU", "data": args.data}
     data = str(Path(args.data).resolve())
@@ -208,8 +297,15 @@ def main() -> int:
         for design in ("current", "previous"):
             storage = out / "runs" / design
             storage.mkdir(exist_ok=True)
-            print(f"{design} design, seed {seed}: running for up to {args.minutes} minutes...", flush=True)
-            run = run_design(code[design], data, storage, seed, args.minutes)
+            saved = storage / f"seed{seed}.run.json"
+            if design in args.designs:
+                print(f"{design} design, seed {seed}: running for up to {args.minutes} minutes...", flush=True)
+                run = run_design(code[design], data, storage, seed, args.minutes)
+                saved.write_text(json.dumps({**run, "commit": commits[design]}))
+            elif saved.exists():
+                run = json.loads(saved.read_text())
+            else:
+                continue
             run["curve"] = curve(run, design, args.minutes)
             results["designs"].setdefault(design, {})[str(seed)] = run
             final = run["curve"]["final"]

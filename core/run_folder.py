@@ -36,7 +36,7 @@ FIRST_EXPERIMENT = "search"
 # folder is now. A trial restored from a run folder that was moved has its old location in its
 # saved config; this wins.
 RUN_FOLDER_ENV = "REVIEW_TUNE_RUN_FOLDER"
-# Each epoch checkpoint holds the trial's record as of that epoch, under a name the record search
+# Each checkpoint (a trial's scored report points, core/reports.py) holds the trial's record as of that point, under a name the record search
 # (find_records) does not match: the record to trust when a stop fell between the two writes.
 CHECKPOINT_RECORD = "record_at_checkpoint.json"
 OPTUNA_JOURNAL = "optuna.journal"
@@ -130,7 +130,7 @@ class RunFolder:
             if not copy or not storage.exists(copy):
                 continue
             saved = read_record(copy)
-            if saved["epochs_run"] > record.get("epochs_run", 0):
+            if saved["epochs_run"] > (record.get("epochs_run") or 0):
                 saved.update({key: record[key] for key in ("status", "error", "out_of_memory") if key in record})
                 write_record(path, saved)
                 settled += 1

@@ -38,7 +38,7 @@ def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_
     if trial is None:
         fine_tunes = [r for r in scored(records) if r["method"] in METHODS]
         if not fine_tunes:
-            raise UserError("No fine-tuning trial finished an epoch, so there is no adapter to export. "
+            raise UserError("No fine-tuning trial reached its first report point, so there is no adapter to export. "
                             "Export a baseline with --trial ID: "
                             f"{', '.join(sorted(str(r.get('trial_id')) for r in scored(records)))}.")
         best = rank(fine_tunes, metric)[0]
@@ -48,7 +48,7 @@ def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_
     for record in records:
         if record.get("trial_id") == trial:
             if "val" not in record:
-                raise UserError(f"Trial '{trial}' failed before its first epoch ({record.get('error')}); "
+                raise UserError(f"Trial '{trial}' failed before its first report point ({record.get('error')}); "
                                 "there is nothing to export.")
             return record, "chosen with --trial"
     raise UserError(f"No trial '{trial}' in this run. Trials: "
@@ -115,7 +115,7 @@ def export_fine_tune(folder: RunFolder, record: dict, out: Path, merge: bool) ->
     train_run = storage.name(record["train_run_dir"])
     checkpoint = folder.latest_checkpoint(train_run)
     if checkpoint is None:
-        raise UserError(f"No checkpoint under {folder.train_run(train_run)}; the trial never finished an epoch.")
+        raise UserError(f"No checkpoint under {folder.train_run(train_run)}; the trial never reached its first report point.")
     model = build_classifier(config, torch.device("cpu"))
     load_trainable_state_dict(model, load(storage.read_bytes(storage.join(checkpoint, WEIGHTS_FILE))))
     load_tokenizer(config.model, config.trust_remote_code, config.model_revision).save_pretrained(out / "tokenizer")

@@ -64,7 +64,7 @@ def load_records(run_dir: str) -> list[dict]:
 
 
 def scored(records: list[dict]) -> list[dict]:
-    """Records with metrics: every finished trial, and failed ones that finished an epoch first."""
+    """Records with metrics: every finished trial, and failed ones that reached a report point first."""
     return [r for r in records if "val" in r]
 
 
@@ -82,7 +82,7 @@ def rank(records: list[dict], metric: str = DEFAULT_METRIC) -> list[dict]:
     constant predictors score below every metric's range, so they come last in their group."""
     ranked = scored(records)
     if not ranked:
-        raise UserError("No trial finished an epoch, so there is nothing to rank. "
+        raise UserError("No trial reached its first report point, so there is nothing to rank. "
                         + " ".join(f"Trial {r.get('trial_id')} failed: {r.get('error')}" for r in failed(records)))
     score = {id(r): selection_score(r["val"], metric) for r in ranked}
     best = {}
@@ -260,7 +260,7 @@ def failure_lines(records: list[dict]) -> list[str]:
 
 
 def epochs_text(row: dict) -> str:
-    return f"{row['epochs_run']}/{row['epochs_planned']}" if row["epochs_run"] else ""
+    return f"{row['epochs_run']:g}/{row['epochs_planned']}" if row["epochs_run"] else ""
 
 
 def ci_text(row: dict) -> str:
@@ -346,7 +346,8 @@ def render(records: list[dict], rows: list[dict], out: Path, metric: str) -> Non
     if found:
         html_importance = "<h2>Hyperparameter importance</h2>" + "".join(
             f"<p><b>{method}</b>: {result['note']}.</p>" if "note" in result else
-            f"<p><b>{method}</b> ({result['trials']} trials)</p>"
+            f"<p><b>{method}</b>: {result['trials']} trials at report point {result['point']} "
+            f"({result['epochs']:g} epochs)</p>"
             + pd.DataFrame(list(result["importances"].items()), columns=["setting", "importance"]).to_html(
                 index=False, float_format="%.3f")
             for method, result in found.items())

@@ -109,10 +109,9 @@ def epochs_plot(records: list[dict], metric: str, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for record in records:
         epochs = [h["epoch"] for h in record["history"]]
-        ax.plot(epochs, [100 * h["val"].get(key, np.nan) for h in record["history"]], marker="o",
+        ax.plot(epochs, [100 * h["val"].get(key, np.nan) for h in record["history"]], marker=".",
                 label=f"{record['method']} {record.get('trial_id', '')}")
-    ax.set(xlabel="epoch", ylabel=f"validation {metric} (x 100)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set(xlabel="epochs trained (validation scored at every report point)", ylabel=f"validation {metric} (x 100)")
     ax.legend(fontsize=7)
     return save(fig, path)
 

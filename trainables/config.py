@@ -35,6 +35,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "gpu_fraction": (0.01, 1.0),
     "grad_accumulation": (1, 256),
     "cpus_per_worker": (1, 512),
+    "evals_per_epoch": (1, 1000),
+    "rung_grace": (1, 100_000),
+    "rung_factor": (2, 100),
 }
 
 
@@ -65,6 +68,11 @@ class FineTuneConfig:
     gradient_checkpointing: bool = False
     seed: int = 42
     selection_metric: str = "macro_f1"  # the validation metric reported to ASHA and Optuna
+    # Fidelity (core/reports.py): validation is scored this many times an epoch; ASHA's rungs sit at
+    # report points rung_grace, rung_grace * rung_factor, ... (the run profile sets all three)
+    evals_per_epoch: int = 1
+    rung_grace: int = 1
+    rung_factor: int = 2
     # Resources
     use_gpu: bool = False
     gpu_memory_gb: float = 8.0  # CUDA memory cap of the trial's process (GPU trials)
@@ -122,6 +130,18 @@ class FineTuneConfig:
         """The settings that define this trial in a record and the leaderboard."""
         keys = TRAINING_SETTINGS + (ADAPTER_SETTINGS if self.method in ADAPTER_METHODS else ())
         return {key: getattr(self, key) for key in keys}
+
+    @property
+    def last_point(self) -> int:
+        """The report point at the end of the schedule (core/reports.py)."""
+        return self.evals_per_epoch * self.epochs
+
+    @property
+    def scored_points(self) -> set[int]:
+        """The report points where the trial also scores test and stores a checkpoint."""
+        from core.reports import scored_points
+
+        return scored_points(self.evals_per_epoch, self.epochs, self.rung_grace, self.rung_factor)
 
     @property
     def data_dir(self) -> str:

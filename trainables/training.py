@@ -1,10 +1,13 @@
 """The whole fine-tuning loop of one trial, with no Ray in it: Ray Train runs it in a worker
 (tune/trial.py), and benchmarks and GPU checks call `fine_tune` directly.
 
-Every epoch it trains, evaluates on validation and test, rewrites the trial's record.json, and
-hands a checkpoint folder (trainable weights, optimizer, scheduler, epoch, RNG) to `report`.
-Validation metrics are for choosing; test metrics are written for the report, never for choice,
-and every epoch's record is complete, so a trial that ASHA stops still has its row.
+A trial stops to score validation `evals_per_epoch` times an epoch (its report points,
+core/reports.py) and reports each one. At its scored points (ASHA's rungs, each epoch's end, the
+schedule's end) it also scores test, rewrites the headline of its record.json and hands a
+checkpoint folder (trainable weights, optimizer, scheduler, point, RNG) to `report`; between them
+only the validation history grows. Validation metrics are for choosing; test metrics are written
+for the report, never for choice, and the record is complete from the first report point on, so a
+trial that ASHA stops at its first rung still has its row, scored on the model its checkpoint holds.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import random
 import resource
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,6 +29,7 @@ from core import storage
 from core.groups import SplitGroups
 from core.metrics import classification_metrics, selection_score
 from core.record import library_versions, read_record, write_record
+from core.reports import EPOCH, POINT, SCHEDULE_DONE, SCORE
 from core.run_folder import CHECKPOINT_RECORD, RunFolder
 from core.tokens import (
     collate,
@@ -44,22 +49,24 @@ from trainables.model import (
     trainable_state_dict,
 )
 
-# What a trial reports to Tune after each epoch: the run's selection metric on validation
-# (core.metrics.selection_score); ASHA and Optuna read this key and nothing else.
-SCORE = "score"
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "training_state.pt"
 
 
 def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: torch.device,
-              resume_from: str | None = None, report: Callable[[dict, str], None] | None = None,
-              train_run: str | None = None, placement: dict | None = None) -> dict:
+              resume_from: str | None = None, report: Callable[[dict, str | None], None] | None = None,
+              train_run: str | None = None, placement: dict | None = None,
+              started_at: float | None = None, marks: dict[str, float] | None = None) -> dict:
     """The whole fine-tuning loop of one trial, callable without Ray (benchmarks, GPU checks).
 
-    After every epoch: evaluate, rewrite the record, save a checkpoint folder and `report` it.
-    `placement` (where the epoch ran: Ray's node and GPU ids) goes into each epoch's history.
-    Returns the final record.
+    At every report point: score validation, rewrite the record and `report` (with a checkpoint
+    folder at scored points, None between them). `placement` (where it ran: Ray's node and GPU
+    ids) goes into each point's history; `started_at` (wall clock, the trial's start) is what
+    the record's `startup_seconds` counts from, and `marks` (name -> wall clock) are the caller's
+    steps before this function, listed in the record's `startup_parts`. Returns the final record.
     """
+    started_at = started_at or time.time()
+    marks = {**(marks or {}), "fine_tune_called": time.time()}
     if device.type == "cuda":
         cap_cuda_memory(device, config.gpu_memory_gb)
         torch.cuda.reset_peak_memory_stats(device)
@@ -70,14 +77,15 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
     data = read_tokens(storage.join(config.data_dir, config.tokens_file))
     test_groups = SplitGroups.of_run(config.data_dir)
     pad_id = load_tokenizer(config.model, config.trust_remote_code, config.model_revision).pad_token_id or 0
+    marks["data_read"] = time.time()
     model = build_classifier(config, device)
+    marks["model_built"] = time.time()
     searched = config
     if device.type == "cuda":  # measure the largest micro-batch the cap allows (cached per run)
         state = rng_state()
         config = fit_card(model, config, device)
         set_rng_state(state)
         torch.cuda.reset_peak_memory_stats(device)
-    trainable, total_params = parameter_counts(model)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
         lr=config.learning_rate,
@@ -90,79 +98,161 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
         steps_per_epoch * config.epochs,
     )
     history: list[dict] = []
-    starts: list[int] = []  # the epoch each (re)start of this trial began at
-    start_epoch = 0
+    starts: list[float] = []  # the epoch (fractional) each (re)start of this trial began at
+    point = 0  # report points passed
+    record = None
     if resume_from:
-        history, start_epoch, starts = restore(resume_from, model, optimizer, scheduler)
-    starts = [*starts, start_epoch]
+        history, point, starts = restore(resume_from, model, optimizer, scheduler, config.evals_per_epoch)
+    starts = [*starts, point / config.evals_per_epoch]
 
-    if start_epoch >= config.epochs:
-        # Resumed from its last epoch's checkpoint (stopped after it, before the trial ended):
-        # nothing left to train. Report that epoch again, so Tune hears how the trial ended.
+    if point >= config.last_point:
+        # Resumed from its last checkpoint (stopped after it, before the trial ended): nothing left
+        # to train. Report that point again, so Tune hears how the trial ended.
         last = history[-1]
         if report:
-            report(epoch_report(last["epoch"], last["val"], last["train_loss"], config), resume_from)
+            report(point_report(point, last["val"], last["train_loss"], config), resume_from)
         saved = os.path.join(resume_from, CHECKPOINT_RECORD)  # checkpoints from before it: the record
         return read_record(saved if os.path.exists(saved) else record_path)
+    context = TrialContext(config=config, searched=searched, trial_id=trial_id, device=device,
+                           train_run=train_run or trial_id, placement=placement, started_at=started_at,
+                           params=parameter_counts(model), test_groups=test_groups, starts=starts, marks=marks)
+    if resume_from and os.path.exists(os.path.join(resume_from, CHECKPOINT_RECORD)):
+        record = read_record(os.path.join(resume_from, CHECKPOINT_RECORD))
     rng = np.random.default_rng(config.seed)
-    for _ in range(start_epoch):  # the same batch order as an uninterrupted run
-        length_grouped_batches([len(x) for x in data["train"][0]], config.batch_size, rng)
-    for epoch in range(start_epoch, config.epochs):
-        stats = train_epoch(model, optimizer, scheduler, data["train"], config.batch_size, pad_id, device, rng,
-                            accumulation=config.grad_accumulation)
-        started = time.perf_counter()
-        val_labels, val_prob = predict(model, data["val"][0], data["val"][1], config.batch_size, pad_id, device)
-        test_labels, test_prob = predict(model, data["test"][0], data["test"][1], config.batch_size, pad_id, device)
-        stats["eval_seconds"] = time.perf_counter() - started
-        val = classification_metrics(val_labels, val_prob)
-        metrics = epoch_report(epoch + 1, val, stats["train_loss"], config)
-        history.append({"epoch": epoch + 1, "val": val, **stats, **({"placement": placement} if placement else {})})
-        weights = trainable_state_dict(model)
-        record = {
-            "method": config.method,
-            "preset": config.preset,
-            "model": config.model,
-            "trial_id": trial_id,
-            "params": searched.searched_params(),
-            "config": config.to_dict(),  # as trained: micro-batch, accumulation, checkpointing
-            "loading_overrides": loading_overrides(config.preset),  # what this machine changed at load
-            "epochs_run": epoch + 1,
-            "selection": {"metric": config.selection_metric, "val_score": metrics[SCORE]},
-            "started_at_epochs": starts,
-            "val": val,
-            "test": classification_metrics(test_labels, test_prob),
-            "test_labels": test_labels.tolist(),
-            "test_prob_real": [round(float(p), 6) for p in test_prob],
-            **test_groups.record_fields(test_labels, test_prob),
-            "history": history,
-            "train_seconds": sum(h["train_seconds"] for h in history),
-            "eval_seconds": sum(h["eval_seconds"] for h in history),
-            "samples_per_second": stats["samples_per_second"],
-            # Two different measures, two keys: CUDA's peak allocation, and the process's peak RSS
-            "gpu_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-            "cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
-            "device": device_name(device),
-            "trainable_params": trainable,
-            "total_params": total_params,
-            "adapter_bytes": state_dict_bytes(weights),
-            "train_run_dir": RunFolder(config.run_dir).train_run(train_run or trial_id),
-            "versions": library_versions(),
-            "split_hash": config.split_hash,
-            "seed": config.seed,
-        }
-        with tempfile.TemporaryDirectory() as folder:
-            save_file(weights, os.path.join(folder, WEIGHTS_FILE))
-            with open(os.path.join(folder, CHECKPOINT_RECORD), "w") as handle:  # see RunFolder.settle_trial_records
-                json.dump(record, handle, indent=1)
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "epoch": epoch + 1, "history": history, "starts": starts, "rng": rng_state()},
-                       os.path.join(folder, STATE_FILE))
-            if report:
-                report(metrics, folder)
-        # After the checkpoint is stored: a record never claims an epoch that a crash would lose;
-        # a stop between the two leaves the checkpoint's copy ahead, which the search settles.
-        write_record(record_path, record)
+    lengths = [len(x) for x in data["train"][0]]
+    for _ in range(point // config.evals_per_epoch):  # the same batch order as an uninterrupted run
+        length_grouped_batches(lengths, config.batch_size, rng)
+    marks["ready_to_train"] = time.time()  # optimizer, schedule, a resume's checkpoint loaded
+    while point < config.last_point:
+        segments = epoch_segments(length_grouped_batches(lengths, config.batch_size, rng),
+                                  config.evals_per_epoch, config.grad_accumulation)
+        for segment in segments[point % config.evals_per_epoch:]:
+            context.marks.setdefault("first_step", time.time())
+            stats = train_steps(model, optimizer, scheduler, data["train"], segment, pad_id, device,
+                                accumulation=config.grad_accumulation)
+            point += 1
+            record = score_point(model, data, pad_id, point, stats, history, record, context, record_path,
+                                 report, optimizer, scheduler)
     return record
+
+
+@dataclass
+class TrialContext:
+    """What every report point of one trial's run needs besides the model and its data."""
+
+    config: FineTuneConfig  # as trained (a GPU's measured micro-batch)
+    searched: FineTuneConfig  # as the searcher drew it: the record's params
+    trial_id: str
+    device: torch.device
+    train_run: str
+    placement: dict | None
+    started_at: float  # wall clock at the trial's start
+    params: tuple[int, int]  # trainable, total
+    test_groups: SplitGroups
+    starts: list[float]
+    marks: dict[str, float]  # wall clock at each start-up step, "first_step" last
+
+
+def score_point(model, data, pad_id, point, stats, history, record, context, record_path, report,
+                optimizer, scheduler) -> dict:
+    """Score validation at a report point (and test at a scored point), record it and report it.
+
+    At a scored point the checkpoint is stored before the record is rewritten: a record never
+    claims a model that a crash would lose; a stop between the two leaves the checkpoint's copy
+    ahead, which the search settles (RunFolder.settle_trial_records). Between scored points the
+    record (only its history grows) is written before the report, since ASHA never stops a trial
+    there but the time budget may."""
+    config, device = context.config, context.device
+    started = time.perf_counter()
+    val_labels, val_prob = predict(model, data["val"][0], data["val"][1], config.batch_size, pad_id, device)
+    val = classification_metrics(val_labels, val_prob)
+    scored = point in config.scored_points
+    if scored:
+        test_labels, test_prob = predict(model, data["test"][0], data["test"][1], config.batch_size, pad_id, device)
+    stats["eval_seconds"] = time.perf_counter() - started
+    samples_seen = (history[-1]["samples_seen"] if history else 0) + stats.pop("samples")
+    history.append({POINT: point, EPOCH: point / config.evals_per_epoch, "samples_seen": samples_seen,
+                    "val": val, "scored": scored, **stats,
+                    **({"placement": context.placement} if context.placement else {})})
+    metrics = point_report(point, val, stats["train_loss"], config)
+    if not scored:
+        record = {**record, "history": history} if record else None
+        if record:
+            record.update(time_totals(history))
+            write_record(record_path, record)
+        if report:
+            report(metrics, None)
+        return record
+    weights = trainable_state_dict(model)
+    record = trial_record(context, point, val, metrics[SCORE], test_labels, test_prob, history, weights)
+    with tempfile.TemporaryDirectory() as folder:
+        save_file(weights, os.path.join(folder, WEIGHTS_FILE))
+        with open(os.path.join(folder, CHECKPOINT_RECORD), "w") as handle:  # see RunFolder.settle_trial_records
+            json.dump(record, handle, indent=1)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    POINT: point, "history": history, "starts": context.starts, "rng": rng_state()},
+                   os.path.join(folder, STATE_FILE))
+        if report:
+            report(metrics, folder)
+    write_record(record_path, record)
+    return record
+
+
+def trial_record(context, point, val, score, test_labels, test_prob, history, weights) -> dict:
+    """The record at a scored point: its headline (val, test, probabilities) is the model of the
+    checkpoint stored at this point; `history` has every report point so far."""
+    config, device = context.config, context.device
+    trainable, total_params = context.params
+    return {
+        "method": config.method,
+        "preset": config.preset,
+        "model": config.model,
+        "trial_id": context.trial_id,
+        "params": context.searched.searched_params(),
+        "config": config.to_dict(),  # as trained: micro-batch, accumulation, checkpointing
+        "loading_overrides": loading_overrides(config.preset),  # what this machine changed at load
+        "epochs_run": point / config.evals_per_epoch,  # where the headline's model was scored
+        POINT: point,
+        "selection": {"metric": config.selection_metric, "val_score": score},
+        "started_at_epochs": context.starts,
+        # this (re)start's seconds from the trial's start (run_trial) to its first training step
+        "startup_seconds": context.marks["first_step"] - context.started_at,
+        "startup_parts": startup_parts(context),
+        "val": val,
+        "test": classification_metrics(test_labels, test_prob),
+        "test_labels": test_labels.tolist(),
+        "test_prob_real": [round(float(p), 6) for p in test_prob],
+        **context.test_groups.record_fields(test_labels, test_prob),
+        "history": history,
+        **time_totals(history),
+        "samples_per_second": history[-1]["samples_per_second"],
+        # Two different measures, two keys: CUDA's peak allocation, and the process's peak RSS
+        "gpu_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        "device": device_name(device),
+        "trainable_params": trainable,
+        "total_params": total_params,
+        "adapter_bytes": state_dict_bytes(weights),
+        "train_run_dir": RunFolder(config.run_dir).train_run(context.train_run),
+        "versions": library_versions(),
+        "split_hash": config.split_hash,
+        "seed": config.seed,
+    }
+
+
+def startup_parts(context: TrialContext) -> dict[str, float]:
+    """Seconds each start-up step took, in order: from the trial's start to the first mark, then
+    from each mark to the next (Ray Train's worker start, imports, memory fit, data, model, ...)."""
+    parts, previous = {}, context.started_at
+    for name, at in sorted(context.marks.items(), key=lambda item: item[1]):
+        parts[name] = round(at - previous, 3)
+        previous = at
+    return parts
+
+
+def time_totals(history: list[dict]) -> dict:
+    return {"train_seconds": sum(h["train_seconds"] for h in history),
+            "eval_seconds": sum(h["eval_seconds"] for h in history)}
 
 
 def linear_schedule_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int,
@@ -179,12 +269,12 @@ def linear_schedule_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def epoch_report(epoch: int, val: dict, train_loss: float, config: FineTuneConfig) -> dict:
-    """What a trial tells Tune after an epoch: ASHA and Optuna read SCORE and nothing else."""
-    return {"epoch": epoch, SCORE: selection_score(val, config.selection_metric), "val_f1": val["f1"],
-            "train_loss": train_loss,
+def point_report(point: int, val: dict, train_loss: float, config: FineTuneConfig) -> dict:
+    """What a trial tells Tune at a report point: ASHA reads SCORE at POINT, Optuna the same."""
+    return {POINT: point, EPOCH: point / config.evals_per_epoch,
+            SCORE: selection_score(val, config.selection_metric), "val_f1": val["f1"], "train_loss": train_loss,
             # False for a trial ASHA or the time budget stops: Optuna hears it as pruned
-            "schedule_done": epoch == config.epochs}
+            SCHEDULE_DONE: point == config.last_point}
 
 
 def cap_cuda_memory(device: torch.device, gigabytes: float) -> None:
@@ -195,18 +285,21 @@ def cap_cuda_memory(device: torch.device, gigabytes: float) -> None:
     torch.cuda.set_per_process_memory_fraction(min(1.0, gigabytes * 2**30 / total), index)
 
 
-def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, rng,
-                pad_to: int | None = None, group_by_length: bool = True, accumulation: int = 1) -> dict:
-    """One pass over `split`. pad_to/group_by_length=False reproduce fixed-length padding in random
-    batches (the study's setup) for the throughput benchmark; trials use the defaults."""
+def epoch_segments(batches: list, parts: int, accumulation: int = 1) -> list[list]:
+    """One epoch's batches cut into `parts` runs of whole optimizer steps, as even as they come:
+    the training between consecutive report points."""
+    steps = [batches[i:i + accumulation] for i in range(0, len(batches), accumulation)]
+    parts_of_steps = np.array_split(np.arange(len(steps)), parts)
+    return [[batch for i in part for batch in steps[i]] for part in parts_of_steps]
+
+
+def train_steps(model, optimizer, scheduler, split, batches, pad_id, device, pad_to: int | None = None,
+                accumulation: int = 1) -> dict:
+    """Train on `batches` (index arrays into `split`), stepping the optimizer every `accumulation`
+    micro-batches and after the last."""
     ids, labels = split
     model.train()
-    if group_by_length:
-        batches = length_grouped_batches([len(x) for x in ids], batch_size, rng)
-    else:
-        order = rng.permutation(len(ids))
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    real_tokens = padded_tokens = 0
+    real_tokens = padded_tokens = samples = 0
     loss_sum = 0.0
     started_at = time.time()
     started = time.perf_counter()
@@ -223,16 +316,30 @@ def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, 
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         loss_sum += loss.detach().item() * len(batch)
+        samples += len(batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     return {
-        "train_loss": loss_sum / len(ids),
+        "train_loss": loss_sum / max(1, samples),
         "started_at": started_at,  # wall clock: lines up trials that share a GPU
         "train_seconds": seconds,
-        "samples_per_second": len(ids) / seconds,
-        "padding_efficiency": real_tokens / padded_tokens,
+        "samples": samples,
+        "samples_per_second": samples / seconds if seconds > 0 else 0.0,
+        "padding_efficiency": real_tokens / max(1, padded_tokens),
     }
+
+
+def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, rng,
+                pad_to: int | None = None, group_by_length: bool = True, accumulation: int = 1) -> dict:
+    """One pass over `split` (the throughput benchmark's unit). pad_to/group_by_length=False
+    reproduce fixed-length padding in random batches (the study's setup); trials use the defaults."""
+    if group_by_length:
+        batches = length_grouped_batches([len(x) for x in split[0]], batch_size, rng)
+    else:
+        order = rng.permutation(len(split[0]))
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return train_steps(model, optimizer, scheduler, split, batches, pad_id, device, pad_to, accumulation)
 
 
 @torch.no_grad()
@@ -253,13 +360,16 @@ def predict(model, ids, labels, batch_size, pad_id, device, progress=False) -> t
     return np.asarray(labels), prob
 
 
-def restore(folder, model, optimizer, scheduler) -> tuple[list[dict], int, list[int]]:
+def restore(folder, model, optimizer, scheduler, evals_per_epoch: int) -> tuple[list[dict], int, list[float]]:
+    """Load a checkpoint; returns (history, report points passed, starts). A checkpoint from before
+    report points inside an epoch holds its epoch instead: that epoch's end point."""
     load_trainable_state_dict(model, load_file(os.path.join(folder, WEIGHTS_FILE)))
     state = torch.load(os.path.join(folder, STATE_FILE), weights_only=True)  # tensors and plain data only
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
-    return state["history"], state["epoch"], state["starts"]
+    point = state[POINT] if POINT in state else state["epoch"] * evals_per_epoch
+    return state["history"], point, state["starts"]
 
 
 def seed_everything(seed: int) -> None:

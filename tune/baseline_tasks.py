@@ -16,7 +16,10 @@ from trainables.model import loading_overrides
 
 @ray.remote
 def embeddings_task(data_dir, tokens_file, model, split_hash, max_length, pooling, pad_id, trust_remote_code,
-                    preset_name):
+                    preset_name, threads):
+    import torch
+
+    torch.set_num_threads(threads)
     # The loading overrides of the node that runs this task (is xformers installed there?)
     path, computed = cached_embeddings(data_dir, tokens_file, model, split_hash, max_length, pooling,
                                        pad_id, trust_remote_code, overrides=loading_overrides(preset_name))
@@ -51,11 +54,14 @@ def launch_baselines(configs: list[tuple[str, BaselineConfig]], preset, base: di
                if not storage.exists(folder.baseline_record(trial_id))]
     embeddings = None
     if any(config.method.startswith("embed-") for _, config in pending):
-        # The frozen forward pass takes a trial's share of a GPU; the classifiers stay on CPU.
-        gpu = {"num_gpus": base.get("gpu_fraction", 1.0)}
-        embeddings = embeddings_task.options(**(gpu if use_gpu else {"num_cpus": 1})).remote(
+        # The frozen forward pass takes a trial's share of a GPU, or a trial's CPUs: with one CPU
+        # it left the other of two cores idle while the first trial waited for both (about 100 s
+        # of the cpu profile's budget). The classifiers stay on one CPU each.
+        threads = base["cpus_per_worker"]
+        resources = {"num_gpus": base.get("gpu_fraction", 1.0)} if use_gpu else {"num_cpus": threads}
+        embeddings = embeddings_task.options(**resources).remote(
             folder.data, base["tokens_file"], base["model"], base["split_hash"], base["max_length"],
-            preset.POOLING, pad_id, preset.TRUST_REMOTE_CODE, base["preset"])
+            preset.POOLING, pad_id, preset.TRUST_REMOTE_CODE, base["preset"], threads)
     return [
         baseline_task.remote(config, folder.baseline_record(trial_id),
                              embeddings if config.method.startswith("embed-") else None)

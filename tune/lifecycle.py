@@ -109,7 +109,7 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
             + resume_hint(args))
     if budget and time.monotonic() - started >= budget:
         print(f"\nTime budget of {budget / 60:g} minutes reached: {len(results)} of {planned} trials ran "
-              "(those cut short keep their last finished epoch). Add trials with: "
+              "(those cut short keep their record at their last scored point). Add trials with: "
               f"python -m tune.search {args.preset} --storage {args.storage} --name {folder.name} --extend K")
     for done in ray.get(pending):
         print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
@@ -180,6 +180,7 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
         "seed": args.seed,
         "selection_metric": args.metric,
         "epochs": profile.epochs,
+        **profile.fidelity,
         "use_gpu": has_gpu,
         "gpu_memory_gb": args.gpu_memory_gb,
         "cpu_memory_gb": args.cpu_memory_gb or memory_share_gb(args.cpus_per_trial or profile.cpus_per_trial),
@@ -222,6 +223,7 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
         "pad_id": tokenizer.pad_token_id or 0,
         "baselines": args.baselines,
         "num_samples": args.num_samples or profile.num_samples,
+        "tpe_startup_trials": profile.tpe_startup_trials,
         "max_concurrent": args.max_concurrent,
         "seed": args.seed,
         "metric": args.metric,

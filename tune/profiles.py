@@ -6,8 +6,12 @@ cpu    the default without a GPU: a real search on a stratified subsample, sized
        beat TF-IDF, few trials, and a time budget so the whole command ends within 15 minutes.
 full   the study's protocol: every review, every split in full.
 
-`epochs` is the most a trial trains: ASHA's maximum rung and the length of every trial's
-learning-rate schedule, so ASHA compares trials at the same point of the same schedule.
+`epochs` is the most a trial trains and the length of every trial's learning-rate schedule, so
+ASHA compares trials at the same point of the same schedule. A trial scores validation
+`evals_per_epoch` times an epoch (its report points, core/reports.py); ASHA's rungs are report
+points `rung_grace`, `rung_grace * rung_factor`, ... A rung early in the schedule stops a bad
+configuration after a fraction of an epoch, at the risk of stopping one that starts slowly (a
+low learning rate still warming up); a larger factor stops more trials at each rung.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import ConfigError
+from core.reports import rung_points
 
 
 @dataclass(frozen=True)
@@ -23,29 +28,56 @@ class RunProfile:
     num_samples: int
     rows: dict  # split name -> rows kept (stratified), None = all
     max_length_cap: int | None  # shorter sequences for quick profiles; None = chosen from data
-    epochs: int  # ASHA's max_t and every trial's schedule length
+    epochs: int  # every trial's schedule length; ASHA's max_t is its last report point
+    evals_per_epoch: int = 1  # report points an epoch
+    rung_grace: int = 1  # ASHA's first rung, in report points
+    rung_factor: int = 2  # ASHA's reduction factor: rungs at grace * factor^k; keeps 1/factor at each
     time_budget_minutes: float | None = None  # the search's default --time-budget
     cpus_per_trial: int = 1  # the default --cpus-per-trial (threads of a CPU trial's worker)
+    # Trials drawn at random before TPE models the rest (the seeds count): Optuna's default is 10,
+    # more than a budget of a few trials ever runs, so TPE would never propose one.
+    tpe_startup_trials: int = 10
+
+    @property
+    def fidelity(self) -> dict:
+        """The trial settings that place its report points and ASHA's rungs (trainables/config.py)."""
+        return {"evals_per_epoch": self.evals_per_epoch, "rung_grace": self.rung_grace,
+                "rung_factor": self.rung_factor}
+
+    def rungs_text(self) -> str:
+        rungs = rung_points(self.rung_grace, self.rung_factor, self.evals_per_epoch * self.epochs)
+        return "ASHA's rungs at " + ", ".join(f"{p / self.evals_per_epoch:g}" for p in rungs) + " epochs"
 
     def describe(self) -> str:
         budget = f", {self.time_budget_minutes:g}-minute budget" if self.time_budget_minutes else ""
+        trials = (f"{self.num_samples} trials of up to {self.epochs} epochs scored {self.evals_per_epoch} "
+                  f"times an epoch ({self.rungs_text()}){budget}")
         if all(v is None for v in self.rows.values()):
-            return f"profile '{self.name}': all rows, {self.num_samples} trials of up to {self.epochs} epochs{budget}"
+            return f"profile '{self.name}': all rows, {trials}"
         rows = ", ".join(f"{k} {v}" for k, v in self.rows.items())
-        return (f"profile '{self.name}': stratified subsample ({rows} rows), {self.num_samples} trials "
-                f"of up to {self.epochs} epochs{budget}; use --profile full for every review")
+        return f"profile '{self.name}': stratified subsample ({rows} rows), {trials}; use --profile full for every review"
 
 
 PROFILES = {
-    "smoke": RunProfile("smoke", 3, {"train": 96, "val": 48, "test": 48}, 64, epochs=2),
-    # val and test as before (the same 600 test reviews), 3,000 train reviews: the measured point
-    # where a fine-tune clears TF-IDF by more than its noise (../shared/NOTES.md).
-    # 2 threads a trial, one trial at a time on 2 cores: an epoch takes 3.3 minutes instead of 5
-    # for each of two 1-thread trials side by side, so the first seeded trial finishes its whole
-    # schedule inside the budget and ASHA sees each rung sooner (README, Results).
-    "cpu": RunProfile("cpu", 6, {"train": 3000, "val": 300, "test": 600}, 256, epochs=2,
-                      time_budget_minutes=11, cpus_per_trial=2),
-    "full": RunProfile("full", 20, {"train": None, "val": None, "test": None}, None, epochs=3),
+    # Two report points an epoch: the machinery of rungs inside an epoch runs in every test search.
+    "smoke": RunProfile("smoke", 3, {"train": 96, "val": 48, "test": 48}, 64, epochs=2, evals_per_epoch=2,
+                        tpe_startup_trials=2),
+    # val and test as before (the same 600 test reviews), 1,800 train reviews, 2 epochs, one
+    # 2-thread trial at a time. Validation 4 times an epoch, rungs at 1/4 and 3/4 epoch: a
+    # configuration costs 450 reviews of training (about 30 s, and under a minute with its start
+    # and its scoring) before ASHA may stop it, against a whole epoch before, so the budget buys
+    # the seeded full fine-tune's whole schedule and about as many short looks at other
+    # configurations (README, "Search economics"). Rungs at 1/8 epoch told nothing (warm-up had
+    # just ended and every trial still predicted one class); factor 3 keeps a third at a rung, as
+    # few of the budget's trials can afford to go on. TPE models from the 5th trial on.
+    "cpu": RunProfile("cpu", 16, {"train": 1800, "val": 300, "test": 600}, 256, epochs=2,
+                      evals_per_epoch=4, rung_grace=1, rung_factor=3, time_budget_minutes=11, cpus_per_trial=2,
+                      tpe_startup_trials=4),
+    # Every review, 3 epochs. Validation 4 times an epoch (about a minute of an H200 per quarter
+    # epoch of the Stella-size model, README "GPU"), rungs at 1/4, 3/4 and 2 1/4 epochs: factor 3
+    # keeps a third at each rung, so most of 20 trials cost a quarter epoch instead of a whole one.
+    "full": RunProfile("full", 20, {"train": None, "val": None, "test": None}, None, epochs=3,
+                       evals_per_epoch=4, rung_grace=1, rung_factor=3),
 }
 
 

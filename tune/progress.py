@@ -15,8 +15,8 @@ from ray.tune import Callback
 
 from core import storage
 from core.record import read_record
+from core.reports import EPOCH, SCORE
 from core.run_folder import RUN_FOLDER_ENV, RunFolder
-from trainables.training import SCORE
 
 
 def settings_text(config: dict) -> str:
@@ -39,7 +39,7 @@ class ProgressLines(Callback):
         self.started = time.monotonic()
         self.done = 0
         self.best: tuple[float, str] | None = None
-        self.epochs: dict[str, int] = {}
+        self.epochs: dict[str, float] = {}  # fractional epochs at each trial's last report
         self.running: set[str] = set()  # started here, no end line yet
         here = os.environ.get(RUN_FOLDER_ENV)  # a moved run folder: where it is now
         if here:
@@ -50,7 +50,7 @@ class ProgressLines(Callback):
         print(f"Trial {trial.trial_id} started: {settings_text(trial.config)}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self.epochs[trial.trial_id] = result.get("epoch", 0)
+        self.epochs[trial.trial_id] = result.get(EPOCH, 0)
         if SCORE in result and (self.best is None or result[SCORE] > self.best[0]):
             self.best = (result[SCORE], trial.trial_id)
 
@@ -59,8 +59,8 @@ class ProgressLines(Callback):
         result = trial.last_result or {}
         score = result.get(SCORE)
         shown = "" if score is None else f", validation {self.metric} {score_text(score)}"
-        print(f"Trial {trial.trial_id} ended after {self.epochs.get(trial.trial_id, result.get('epoch', 0))} "
-              f"epoch(s){shown}.", flush=True)
+        epochs = self.epochs.get(trial.trial_id, result.get(EPOCH, 0))
+        print(f"Trial {trial.trial_id} ended after {epochs:g} epoch(s){shown}.", flush=True)
         self.finished(trials, trial)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -74,8 +74,8 @@ class ProgressLines(Callback):
         for trial in trials:
             if trial.trial_id in self.running:
                 epochs = self.epochs.get(trial.trial_id, 0)
-                kept = (f"keeps its {epochs} finished epoch(s)" if epochs
-                        else "had finished no epoch, so it has no record")
+                kept = (f"had trained {epochs:g} epoch(s) and keeps its record at its last scored point" if epochs
+                        else "had reached no report point, so it has no record")
                 print(f"Trial {trial.trial_id} stopped with the search: it {kept}.", flush=True)
         self.running.clear()
 
@@ -96,7 +96,7 @@ class ProgressLines(Callback):
         self.done = max(self.done + 1, len(ended))
         elapsed = time.monotonic() - self.started
         best = (f"best validation {self.metric} {score_text(self.best[0])} (trial {self.best[1]})"
-                if self.best else "no epoch finished yet")
+                if self.best else "no report point reached yet")
         left = self.planned - self.done
         if self.budget_s:
             estimate = max(0.0, min(self.budget_s - elapsed, elapsed / self.done * left))

@@ -13,9 +13,10 @@ search budget on 2 cores), full (every review; the default when a GPU is present
 
 How the search spends its budget: the preset's seeded configurations run first, then Optuna's TPE
 draws from a conditional space (each method its own learning-rate range; LoRA settings only for
-adapter methods). ASHA stops weak trials after each epoch; every trial's learning-rate schedule
-spans the profile's epochs, so rungs compare like with like, and Optuna hears a stopped trial as
-pruned, not complete. Everything chooses by --metric on the validation split (default macro-F1,
+adapter methods). Each trial scores validation several times an epoch (the profile's report
+points) and ASHA stops weak trials at its rungs among them: a quarter and three quarters of an
+epoch on the cpu profile. Every trial's learning-rate schedule spans the profile's epochs, so rungs compare
+like with like, and Optuna hears a stopped trial as pruned, not complete. Everything chooses by --metric on the validation split (default macro-F1,
 where a constant predictor can never win); test metrics are reported, never used to choose.
 
 Each trial asks Ray for one GPU when the cluster has one (its CUDA memory capped at
@@ -25,8 +26,8 @@ s3:// or gs:// URI. The run ends with trials ranked by the validation selection 
 
 Interrupted? Ctrl-C (SIGINT) or SIGTERM saves the search's state and exits with 130 or 143,
 printing the command that resumes it: the same command with the same --name. Finished trials
-stay, unfinished ones continue from their last epoch checkpoint. --extend K adds K trials to a
-finished search.
+stay, unfinished ones continue from their last checkpoint (each rung and epoch end stores one).
+--extend K adds K trials to a finished search.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                        "unfinished search of this name is resumed")
     parser.add_argument("--resume", action="store_true",
                         help="resume the unfinished search --name (fails if there is none); unfinished "
-                             "trials continue from their last epoch checkpoint")
+                             "trials continue from their last checkpoint")
     parser.add_argument("--retry-errored", action="store_true",
                         help="when resuming, run errored trials again from their last checkpoint")
     parser.add_argument("--extend", type=int, metavar="K",
@@ -119,8 +120,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time-budget", type=float, metavar="MINUTES",
                         help="stop the search after this many minutes of trials (default: the "
                              "profile's: 11 for cpu, none otherwise; 0 = none). Trials running then "
-                             "are stopped after their last finished epoch, records and leaderboard are "
-                             "written, and --extend K adds trials later")
+                             "are stopped and keep their record at their last scored point, records and "
+                             "leaderboard are written, and --extend K adds trials later")
     parser.add_argument("--seed", type=int, default=42, help="seed of the searcher and of training")
     parser.add_argument("--verbose", action="store_true",
                         help="Ray Tune's own progress tables and every worker's log on the console (default: "

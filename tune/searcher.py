@@ -4,12 +4,12 @@ Ray's own class reports intermediate values at Ray's `training_iteration` and te
 a trial ASHA stopped after one epoch is COMPLETE with that one-epoch score, so TPE learns from
 truncated results as if they were final (ray/tune/search/optuna/optuna_search.py, Ray 2.60).
 Here:
-- intermediate values are reported at the trial's own epoch (after a resume the two differ),
-  the last one too (Ray hands the result that ASHA stops a trial at to on_trial_complete only);
+- intermediate values are reported at the trial's own report point (core/reports.py; after a
+  resume it and Ray's iteration differ), the last one too (Ray hands the result that ASHA stops a trial at to on_trial_complete only);
 - a trial that ends before its schedule does (stopped by ASHA or by the time budget) is told as
   PRUNED; TPE then ranks it by how far it got and its last value, as Optuna's own pruners do;
 - `add_finished` puts the trials of earlier experiments (a search being extended) into the
-  study with their real state and per-epoch values, since Ray's `evaluated_rewards` does not
+  study with their real state and values at every report point, since Ray's `evaluated_rewards` does not
   work with a define-by-run space.
 
 The study lives in the run folder (RUN_DIR/optuna.journal, Optuna's journal file storage, one
@@ -32,17 +32,20 @@ from ray.tune.search.optuna import OptunaSearch
 from core.errors import ConfigError
 from core import storage as run_storage
 from core.metrics import selection_score
+from core.reports import EPOCH, POINT, SCHEDULE_DONE, SCORE
 from core.run_folder import RUN_FOLDER_ENV, RunFolder
-from trainables.training import SCORE
 from tune.space import DefineByRun, optuna_distribution, optuna_domains, optuna_params
 
 
-def tpe_sampler(seed: int):
+def tpe_sampler(seed: int, startup_trials: int = 10):
     with warnings.catch_warnings():  # multivariate and group are "experimental" since Optuna 2.2
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # multivariate + group: Optuna's TPE for conditional (define-by-run) spaces, modelling the
         # settings of each branch jointly; constant_liar keeps concurrent trials from drawing alike.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+        # The first `startup_trials` finished or pruned trials (the seeds among them) are drawn at
+        # random; TPE models the rest (Optuna's default: 10, more than a small budget runs).
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                          n_startup_trials=startup_trials)
 
 
 STUDY_NAME = "search"
@@ -61,9 +64,9 @@ def journal_storage(folder: RunFolder):
 
 
 class EpochAwareOptunaSearch(OptunaSearch):
-    def __init__(self, space: dict, seeds: list[dict], seed: int, storage=None):
+    def __init__(self, space: dict, seeds: list[dict], seed: int, storage=None, startup_trials: int = 10):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study opened or trial told
-        super().__init__(space=DefineByRun(space), metric=SCORE, mode="max", sampler=tpe_sampler(seed),
+        super().__init__(space=DefineByRun(space), metric=SCORE, mode="max", sampler=tpe_sampler(seed, startup_trials),
                          points_to_evaluate=[optuna_params(point, space) for point in seeds] or None,
                          storage=storage, study_name=STUDY_NAME)
         self.space_data = space
@@ -88,14 +91,15 @@ class EpochAwareOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        self._ot_trials[trial_id].report(result[SCORE], result["epoch"])
+        # Reports from before report points inside an epoch have only the epoch: one point each.
+        self._ot_trials[trial_id].report(result[SCORE], int(result.get(POINT, result.get(EPOCH, 0))))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # When ASHA decides STOP (at a rung, or at its last), Ray calls this with that result
-        # instead of on_trial_result: the epoch it was judged at is recorded here.
-        if result and SCORE in result and "epoch" in result:
+        # instead of on_trial_result: the point it was judged at is recorded here.
+        if result and SCORE in result and (POINT in result or EPOCH in result):
             self.on_trial_result(trial_id, result)
-        stopped_early = result is not None and not error and result.get("schedule_done") is False
+        stopped_early = result is not None and not error and result.get(SCHEDULE_DONE) is False
         if stopped_early and trial_id not in self._completed_trials:
             self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
@@ -119,8 +123,8 @@ class EpochAwareOptunaSearch(OptunaSearch):
                 params = optuna_params(settings, self.space_data)
             except ConfigError:  # a trial from a space this preset no longer has
                 continue
-            steps = {h["epoch"]: selection_score(h["val"], metric) for h in record["history"]}
-            done = record["epochs_run"] >= settings.get("epochs", record["epochs_run"])
+            steps = {history_point(h): selection_score(h["val"], metric) for h in record["history"]}
+            done = schedule_done(record)
             self._ot_study.add_trial(optuna.trial.create_trial(
                 params=params,
                 distributions={name: optuna_distribution(domain)
@@ -132,6 +136,16 @@ class EpochAwareOptunaSearch(OptunaSearch):
             ))
             added += 1
         return added
+
+
+def history_point(entry: dict) -> int:
+    """A history entry's report point (a record from before points inside an epoch: its epoch)."""
+    return int(entry.get(POINT, entry[EPOCH]))
+
+
+def schedule_done(record: dict) -> bool:
+    """Whether the record's model is its schedule's end: ran every epoch it was set to."""
+    return record["epochs_run"] >= record["params"].get("epochs", record["epochs_run"])
 
 
 def settle_study(folder: RunFolder, records: list[dict], metric: str) -> None:
@@ -147,7 +161,7 @@ def settle_study(folder: RunFolder, records: list[dict], metric: str) -> None:
         record = by_id.get(trial.user_attrs.get(RAY_TRIAL_ID), {})
         if "val" not in record or not record.get("history"):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        elif record["epochs_run"] >= record["params"].get("epochs", record["epochs_run"]):
+        elif schedule_done(record):
             study.tell(trial.number, selection_score(record["val"], metric))
         else:
             study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)

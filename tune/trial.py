@@ -9,6 +9,7 @@ memory-budget retry, the Train run's storage and checkpoints, and reporting to T
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 
 import ray.train
@@ -52,6 +53,7 @@ def run_trial(config: dict) -> None:
     """
     from tune.space import trial_settings  # the searcher's nested branch -> flat settings
 
+    started_at = time.time()  # the record's startup_seconds count from here
     folder = RunFolder.of_trial(config["run_dir"])
     trial = FineTuneConfig.from_dict({**trial_settings(config), "run_dir": folder.path})
     trial_id = tune.get_context().get_trial_id()
@@ -61,7 +63,7 @@ def run_trial(config: dict) -> None:
         attempts.append(trial.with_micro_batch(trial.batch_size // 2))
     notes = []
     for attempt, settings in enumerate(attempts):
-        run_train(settings, record_path, trial_id, attempt)
+        run_train(settings, record_path, trial_id, attempt, started_at)
         record = read_record(record_path) if storage.exists(record_path) else {}
         if record.get("status") != "failed":
             return
@@ -74,12 +76,12 @@ def run_trial(config: dict) -> None:
     raise TrialFailed("; ".join(notes))
 
 
-def run_train(trial: FineTuneConfig, record_path: str, trial_id: str, attempt: int) -> None:
+def run_train(trial: FineTuneConfig, record_path: str, trial_id: str, attempt: int, started_at: float) -> None:
     name = trial_id if attempt == 0 else f"{trial_id}-retry{attempt}"
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"trial": trial.to_dict(), "record_path": record_path, "trial_id": trial_id,
-                           "train_run": name},
+                           "train_run": name, "started_at": started_at},
         # One worker never communicates: gloo needs no CUDA (nccl would), so a trial also starts
         # on a node whose advertised GPU it cannot use, and falls back to its CPU.
         torch_config=TorchConfig(backend="gloo"),
@@ -142,10 +144,13 @@ def train_worker(loop_config: dict) -> None:
 
 
 def train_from(trial: FineTuneConfig, loop_config: dict, resume_from: str | None) -> None:
+    marks = {"worker_started": time.time()}  # the record's startup parts (training.startup_parts)
     from trainables.memory import fit_budget
     from trainables.training import fine_tune
 
+    marks["training_imported"] = time.time()
     fitted, _ = fit_budget(trial)  # MemoryBudgetError: recorded by train_worker, not retried
+    marks["memory_fitted"] = time.time()
     fine_tune(
         trial if trial.use_gpu else fitted,  # on a GPU fine_tune measures instead (batch_probe.fit_card)
         record_path=loop_config["record_path"],
@@ -156,10 +161,13 @@ def train_from(trial: FineTuneConfig, loop_config: dict, resume_from: str | None
         device=ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu"),
         resume_from=resume_from,
         report=report_to_ray,
+        started_at=loop_config.get("started_at"),
+        marks=marks,
         placement={"node_id": ray.get_runtime_context().get_node_id(),
                    "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()]},
     )
 
 
-def report_to_ray(metrics: dict, checkpoint_folder: str) -> None:
-    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(checkpoint_folder))
+def report_to_ray(metrics: dict, checkpoint_folder: str | None) -> None:
+    """A report point's metrics, with the checkpoint folder at a scored point (training.score_point)."""
+    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(checkpoint_folder) if checkpoint_folder else None)

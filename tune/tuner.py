@@ -1,5 +1,5 @@
 """The Ray Tune objects of a search: the trial function with its resources, the Optuna searcher,
-the Tuner (ASHA over epochs, the time budget, failure policy), and the errored trials' records.
+the Tuner (ASHA over report points inside epochs, the time budget, failure policy), and the errored trials' records.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def trainable():
 def new_searcher(preset, state: dict, seeds: list[dict], folder: RunFolder):
     from tune.searcher import EpochAwareOptunaSearch, journal_storage
 
-    return EpochAwareOptunaSearch(preset.SPACE, seeds, state["seed"], journal_storage(folder))
+    return EpochAwareOptunaSearch(preset.SPACE, seeds, state["seed"], journal_storage(folder),
+                                  startup_trials=state.get("tpe_startup_trials", 10))
 
 
 def new_tuner(searcher, base: dict, num_samples: int, max_concurrent: int | None, storage: str, name: str,
@@ -32,22 +33,25 @@ def new_tuner(searcher, base: dict, num_samples: int, max_concurrent: int | None
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from trainables.training import SCORE
+    from core.reports import POINT, SCORE
+    from trainables.config import FineTuneConfig
 
     if max_concurrent is None:
         per_gpu = round(1 / base.get("gpu_fraction", 1.0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         max_concurrent = ray_gpus() * per_gpu if base["use_gpu"] else max(1, cpus // base["cpus_per_worker"])
+    fidelity = FineTuneConfig.from_dict(base)  # a run.json from before report points: one an epoch
     return tune.Tuner(
         trainable(),
         param_space=base,  # the fixed settings; the searcher's define-by-run space adds the rest
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            # Rungs count epochs as the trial reports them, so a trial resumed from its epoch-2
-            # checkpoint is judged at epoch 3, not at its first report after the restart. Every
-            # trial's schedule spans max_t epochs, so a rung compares trials at the same point.
-            scheduler=ASHAScheduler(metric=SCORE, mode="max", time_attr="epoch", max_t=base["epochs"],
-                                    grace_period=1, reduction_factor=2),
+            # Rungs count report points as the trial reports them (core/reports.py), so a trial
+            # resumed from its point-4 checkpoint is judged at point 5, not at its first report
+            # after the restart. Every trial's schedule spans the same points, so a rung compares
+            # trials at the same point of the same learning-rate schedule.
+            scheduler=ASHAScheduler(metric=SCORE, mode="max", time_attr=POINT, max_t=fidelity.last_point,
+                                    grace_period=fidelity.rung_grace, reduction_factor=fidelity.rung_factor),
             num_samples=num_samples,
             max_concurrent_trials=max_concurrent,
             time_budget_s=time_budget_s,

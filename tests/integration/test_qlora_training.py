@@ -70,6 +70,59 @@ def test_resume_from_a_checkpoint_continues_at_the_next_epoch(smoke_data, tiny_b
     assert reports[0]["score"] == full["selection"]["val_score"] and done["test"] == full["test"]
 
 
+def test_report_points_inside_an_epoch_checkpoint_where_scored_and_resume_mid_epoch_exactly(
+        smoke_data, tiny_bert, tmp_path):
+    import shutil
+
+    # 4 report points an epoch over 2 epochs; rungs at points 1 and 3 (grace 1, factor 3).
+    config = config_for(smoke_data, tiny_bert, method="lora", epochs=2, learning_rate=1e-3,
+                        evals_per_epoch=4, rung_grace=1, rung_factor=3, batch_size=8)
+    assert config.scored_points == {1, 3, 4, 8}
+    reports = []
+
+    def keep(metrics, folder):
+        reports.append((metrics["eval_point"], folder is not None))
+        if metrics["eval_point"] == 3:  # a checkpoint in the middle of the first epoch
+            shutil.copytree(folder, tmp_path / "point3")
+
+    full = fine_tune(config, str(tmp_path / "a.json"), "a", torch.device("cpu"), report=keep)
+    # Every point reported in order; a checkpoint (and a test score) only at the scored points.
+    assert reports == [(p, p in config.scored_points) for p in range(1, 9)]
+    assert [h["eval_point"] for h in full["history"]] == list(range(1, 9))
+    assert [h["epoch"] for h in full["history"]] == [p / 4 for p in range(1, 9)]
+    assert [h["scored"] for h in full["history"]] == [p in config.scored_points for p in range(1, 9)]
+    samples = [h["samples_seen"] for h in full["history"]]
+    assert samples[3] == smoke_data.rows["train"] and samples[-1] == 2 * smoke_data.rows["train"]
+    assert full["startup_seconds"] > 0 and "model_built" in full["startup_parts"]
+
+    # Resumed from point 3, as after a kill there: it goes on at point 4, in the same batches, with
+    # the same optimizer, schedule and RNG, and is judged at the same points with the same scores.
+    resumed = fine_tune(config, str(tmp_path / "b.json"), "b", torch.device("cpu"), resume_from=str(tmp_path / "point3"))
+    assert [h["eval_point"] for h in resumed["history"]] == list(range(1, 9))
+    assert resumed["started_at_epochs"] == [0, 0.75]
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+    assert [h["val"] for h in resumed["history"]] == [h["val"] for h in full["history"]]
+    assert resumed["test_prob_real"] == full["test_prob_real"]
+
+    # A record from the first point on: a trial stopped at point 2 (between scored points) keeps
+    # point 1's test scores and checkpoint, with point 2's validation in its history.
+    stopped = tmp_path / "c.json"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(metrics, folder):
+        if metrics["eval_point"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fine_tune(config, str(stopped), "c", torch.device("cpu"), report=stop_after_two)
+    record = json.loads(stopped.read_text())
+    assert record["eval_point"] == 1 and record["epochs_run"] == 0.25
+    assert [h["eval_point"] for h in record["history"]] == [1, 2]
+    assert record["test_prob_real"] and record["selection"]["val_score"] == full["history"][0]["val"]["macro_f1"]
+
+
 def test_stella_stand_in_trains_lora_through_remote_code(smoke_data, tiny_stella, tmp_path):
     """The search's test (test_stella_path.py) runs the study's qlora seed; this, plain LoRA."""
     config = config_for(smoke_data, tiny_stella, preset="stella", trust_remote_code=True,

@@ -139,6 +139,38 @@ def lora_record(trial, learning_rate, lora_r, val_score, labels):
             "split_hash": "abc"}
 
 
+def test_importance_compares_trials_at_the_deepest_rung_enough_of_them_reached(tmp_path):
+    from results.importance import ALL_METHODS, MIN_TRIALS, importances
+
+    labels = np.array([0, 1] * 20)
+    rng = np.random.default_rng(1)
+    config = {"evals_per_epoch": 4, "epochs": 2, "rung_grace": 1, "rung_factor": 2}  # rungs 1, 2, 4; last 8
+    records = []
+    for i in range(10):
+        rate = float(np.exp(rng.uniform(np.log(2e-4), np.log(2e-3))))
+        stopped_at = [1, 1, 1, 2, 2, 2, 2, 4, 8, 8][i]  # how far ASHA let each trial go
+        record = lora_record(f"t{i}", rate, 16, 0.5, labels)
+        # At every point the score rises with the learning rate; the last value alone rises with
+        # how far the trial got, which is what a comparison at mixed depths would mostly measure.
+        record["history"] = [{"eval_point": p, "epoch": p / 4, "val": {"macro_f1": 0.5 + 0.02 * p + 50 * rate}}
+                             for p in range(1, stopped_at + 1)]
+        record.update(config=config, epochs_run=stopped_at / 4, val=record["history"][-1]["val"])
+        records.append(record)
+    found = importances(records, "macro_f1")["lora"]
+    # Point 2 is the deepest rung that MIN_TRIALS (6) of the 10 reached: 7 trials there.
+    assert MIN_TRIALS == 6 and (found["point"], found["epochs"], found["trials"]) == (2, 0.5, 7)
+    assert next(iter(found["importances"])) == "learning_rate"
+
+    # Several methods: each with enough trials gets its own study, and all fine-tunes one more
+    # over the settings every method draws (the method and its learning rate).
+    full = [{**r, "trial_id": f"f{i}", "method": "full", "params": {"method": "full", "learning_rate": 5e-5 + 1e-5 * i,
+                                                                    "epochs": 2}} for i, r in enumerate(records[:4])]
+    mixed = importances(records + full, "macro_f1")
+    assert "note" in mixed["full"] and "at least 6" in mixed["full"]["note"]
+    assert set(mixed[ALL_METHODS]["importances"]) == {"method", "learning_rate"}
+    assert mixed[ALL_METHODS]["trials"] == 7 + 1  # at point 2: 7 lora trials and 1 of the 4 full ones
+
+
 def test_importance_names_the_setting_that_drove_the_score_and_refuses_too_few_trials(tmp_path):
     from results.importance import MIN_TRIALS, importances
 
