@@ -8,7 +8,8 @@ Each design is the default command a user runs (`python -m tune.search minilm --
 profile and every baseline of that design, plus --seed), started in its own process and stopped
 with SIGINT at the limit if still running. Each design runs from a git worktree of its commit (the
 current one: HEAD), so what runs is exactly what is committed. Both test on the same 600 reviews
-(the script checks it). `--designs current` reruns one design and reads the other's saved runs.
+(the script checks it). A design and seed already run for the same commit are read from OUT/runs/
+(`--rerun` runs them again); `--designs current` runs one design and reads the other's saved runs.
 
 Per run: configurations evaluated (fine-tuning trials with at least one validation score), how many
 reached the design's first rung, were stopped there or later by ASHA ("ended" before their
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +52,7 @@ def run_design(code_dir: Path, data: str, storage: Path, seed: int, minutes: flo
     command = [sys.executable, "-m", "tune.search", "minilm", "--data", data, "--storage", str(storage),
                "--name", name, "--seed", str(seed)]
     env = {**os.environ, "PYTHONPATH": str(code_dir)}  # the design's own modules, in Ray's workers too
+    shutil.rmtree(storage / name, ignore_errors=True)  # a rerun starts afresh, not as a resume
     started = time.time()
     log = open(storage / f"{name}.log", "w")
     process = subprocess.Popen(command, cwd=code_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -275,6 +278,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
     parser.add_argument("--previous", default="890106e", help="commit of the previous design (ASHA's rungs at epochs)")
     parser.add_argument("--out", default="bench/results/search-quality")
+    parser.add_argument("--rerun", action="store_true", help="run again what OUT/runs/ holds for the same commit")
     parser.add_argument("--designs", nargs="+", default=["current", "previous"], choices=["current", "previous"],
                         help="which designs to run now; runs of the others are read from OUT/runs/")
     args = parser.parse_args()
@@ -298,12 +302,14 @@ def main() -> int:
             storage = out / "runs" / design
             storage.mkdir(exist_ok=True)
             saved = storage / f"seed{seed}.run.json"
-            if design in args.designs:
+            kept = json.loads(saved.read_text()) if saved.exists() else None
+            if design in args.designs and (kept is None or kept.get("commit") != commits[design] or args.rerun):
                 print(f"{design} design, seed {seed}: running for up to {args.minutes} minutes...", flush=True)
                 run = run_design(code[design], data, storage, seed, args.minutes)
                 saved.write_text(json.dumps({**run, "commit": commits[design]}))
-            elif saved.exists():
-                run = json.loads(saved.read_text())
+            elif kept is not None:  # this commit's run, from an earlier call
+                print(f"{design} design, seed {seed}: read from {saved}", flush=True)
+                run = kept
             else:
                 continue
             run["curve"] = curve(run, design, args.minutes)

@@ -1,7 +1,8 @@
 """The baselines' own small grids. They run as Ray tasks beside the QLoRA search, so they never
 spend its Optuna budget; every grid point is one record in the leaderboard.
 
-fast = tfidf-logreg + embed-logreg (seconds); all = every family below.
+tfidf = tfidf-logreg (seconds, no neural model); fast = tfidf-logreg + embed-logreg; all = every
+family below. A run profile picks the default (tune/profiles.py).
 """
 
 GRIDS = {
@@ -19,6 +20,7 @@ GRIDS = {
 
 CHOICES = {
     "none": [],
+    "tfidf": ["tfidf-logreg"],
     "fast": ["tfidf-logreg", "embed-logreg"],
     "all": list(GRIDS),
 }

@@ -209,7 +209,8 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
         print(f"Groups ('{data.group_col}'), test reviews each: "
               + ", ".join(f"{g} {n}" for g, n in data.groups.items()) + ".")
     base.update(tokens_file=data.tokens_file, split_hash=data.split_hash, max_length=data.max_length)
-    baseline_configs(args.baselines, args.preset, preset, base)  # refuse bad grids before starting
+    baselines = args.baselines or profile.baselines
+    baseline_configs(baselines, args.preset, preset, base)  # refuse bad grids before starting
     return {
         "run_dir": folder.path,
         "preset": args.preset,
@@ -221,7 +222,7 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
         "loading": loading,  # trials record what their own machine changed ("loading_overrides")
         "base": base,
         "pad_id": tokenizer.pad_token_id or 0,
-        "baselines": args.baselines,
+        "baselines": baselines,
         "num_samples": args.num_samples or profile.num_samples,
         "tpe_startup_trials": profile.tpe_startup_trials,
         "max_concurrent": args.max_concurrent,

@@ -37,6 +37,7 @@ class RunProfile:
     # Trials drawn at random before TPE models the rest (the seeds count): Optuna's default is 10,
     # more than a budget of a few trials ever runs, so TPE would never propose one.
     tpe_startup_trials: int = 10
+    baselines: str = "all"  # the default --baselines (search_spaces/baselines.py: CHOICES)
 
     @property
     def fidelity(self) -> dict:
@@ -69,10 +70,13 @@ PROFILES = {
     # the seeded full fine-tune's whole schedule and about as many short looks at other
     # configurations (README, "Search economics"). Rungs at 1/8 epoch told nothing (warm-up had
     # just ended and every trial still predicted one class); factor 3 keeps a third at a rung, as
-    # few of the budget's trials can afford to go on. TPE models from the 5th trial on.
+    # few of the budget's trials can afford to go on. TPE models from the 6th trial on: trials run
+    # one at a time, and a good configuration TPE proposes holds the machine until the budget
+    # ends, so the trials before it are the search's breadth. The TF-IDF baseline only: the frozen
+    # embedding pass took about 50 s of both cores for baselines 10 points below TF-IDF (README).
     "cpu": RunProfile("cpu", 16, {"train": 1800, "val": 300, "test": 600}, 256, epochs=2,
                       evals_per_epoch=4, rung_grace=1, rung_factor=3, time_budget_minutes=11, cpus_per_trial=2,
-                      tpe_startup_trials=4),
+                      tpe_startup_trials=5, baselines="tfidf"),
     # Every review, 3 epochs. Validation 4 times an epoch (about a minute of an H200 per quarter
     # epoch of the Stella-size model, README "GPU"), rungs at 1/4, 3/4 and 2 1/4 epochs: factor 3
     # keeps a third at each rung, so most of 20 trials cost a quarter epoch instead of a whole one.

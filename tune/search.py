@@ -109,10 +109,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "ray://HEAD:10001); without it the search starts a Ray instance of its "
                              "own, even where one is running; the cluster's nodes must share "
                              "--storage (see README: Run on a cluster)")
-    parser.add_argument("--baselines", choices=["none", "fast", "all"], default="all",
+    parser.add_argument("--baselines", choices=["none", "tfidf", "fast", "all"],
                         help="baselines run beside the search as CPU Ray tasks, outside the Optuna "
-                             "budget: fast = TF-IDF and embedding logistic regression; all adds "
-                             "RBF-SVM and MLP on frozen embeddings (default: all)")
+                             "budget: tfidf = TF-IDF + logistic regression; fast adds logistic "
+                             "regression on frozen embeddings; all adds RBF-SVM and MLP on them "
+                             "(default: the profile's: tfidf for cpu, where the embedding pass costs "
+                             "about a minute of its budget, all otherwise)")
     parser.add_argument("--metric", choices=list(SELECTION_METRICS), default=DEFAULT_METRIC,
                         help="validation metric that ASHA, Optuna, the ranking and export choose by "
                              "(default: macro_f1; f1_real is the study's F1; a trial that predicts one "
