@@ -29,7 +29,7 @@ def test_time_budget_stops_the_search_cleanly_and_it_can_be_extended(reviews_pat
     assert "Time budget of 1.5 minutes reached" in result.stdout
     # The console without --verbose: a line per trial and a progress line, no Ray tables or worker logs.
     lines = (result.stdout + result.stderr).splitlines()
-    assert any(line.startswith("Trial ") and " started: full learning_rate=5e-05" in line for line in lines)
+    assert any(line.startswith("Trial ") and " started: full learning_rate=0.0001" in line for line in lines)
     assert any(re.match(r"\[\d+/30 trials done; (best validation macro_f1 |no report point)", line) for line in lines)
     assert not [line for line in lines if "Trial status:" in line or "LOAD REPORT" in line or "RayTrainWorker" in line]
     # Every trial that started has its end line: ended, failed, or stopped by the budget.
