@@ -41,7 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from core.metrics import selection_score  # noqa: E402
 from core.record import find_records, read_record  # noqa: E402
-from results.importance import point_of, rungs_of  # noqa: E402
+from core.reports import history_point  # noqa: E402
+from results.importance import rungs_of  # noqa: E402
+from tune.searcher import STUDY_NAME, journal_storage, schedule_done  # noqa: E402
 
 FINE_TUNES = ("qlora", "lora", "full")
 
@@ -132,22 +134,22 @@ def trial_counts(tuned: list[dict], log: str) -> dict:
 
     ended = set(re.findall(r"Trial (\w+) ended after", log))
     cut = set(re.findall(r"Trial (\w+) stopped with the search", log))
-    done = {r["trial_id"] for r in tuned if r["epochs_run"] >= r["params"]["epochs"]}
-    first_rung = {r["trial_id"] for r in tuned if max(point_of(h) for h in r["history"]) >= rungs_of(r)[0]}
+    done = {r["trial_id"] for r in tuned if schedule_done(r)}
+    first_rung = {r["trial_id"] for r in tuned if max(history_point(h) for h in r["history"]) >= rungs_of(r)[0]}
     return {"evaluated": len(tuned), "reached_first_rung": len(first_rung),
             "stopped_by_asha": len(ended - done), "completed": len(done & ended), "cut_by_budget": len(cut)}
 
 
 def study_states(run_dir: str) -> dict | None:
     """The run folder's Optuna study: trials by state, and how many have an intermediate value."""
-    journal = Path(run_dir) / "optuna.journal"
-    if not journal.exists():
+    from core.run_folder import RunFolder
+
+    folder = RunFolder(run_dir)
+    if not Path(folder.optuna_journal).exists():
         return None
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
-    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(str(journal))))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(folder))
     states = {}
     for trial in study.trials:
         states[trial.state.name] = states.get(trial.state.name, 0) + 1

@@ -26,6 +26,12 @@ EPOCH = "epoch"
 SCHEDULE_DONE = "schedule_done"
 
 
+def history_point(entry: dict) -> int:
+    """The report point of a record's history entry or of a report (those from before points
+    inside an epoch have only their epoch: one point an epoch)."""
+    return int(entry.get(POINT, entry[EPOCH]))
+
+
 def rung_points(grace: int, factor: int, last_point: int) -> list[int]:
     """The report points where ASHA compares a trial with the others (those before the last point:
     at the last one every trial stops anyway)."""

@@ -18,17 +18,12 @@ import warnings
 
 from core.errors import ConfigError
 from core.metrics import selection_score
-from core.reports import EPOCH, POINT, rung_points
+from core.reports import EPOCH, history_point, rung_points
 
 MIN_TRIALS = 6
 FINE_TUNES = ("qlora", "lora", "full")
 ALL_METHODS = "all fine-tunes"
 IMPORTANCE_SEED = 0
-
-
-def point_of(entry: dict) -> int:
-    """A history entry's report point (records from before points inside an epoch: the epoch)."""
-    return int(entry.get(POINT, entry[EPOCH]))
 
 
 def rungs_of(record: dict) -> list[int]:
@@ -42,10 +37,10 @@ def rungs_of(record: dict) -> list[int]:
 def deepest_common_rung(records: list[dict]) -> tuple[int, float, list[tuple[dict, dict]]] | None:
     """(point, epochs, [(record, its history entry there)]) at the deepest rung that MIN_TRIALS of
     the records reached, or None."""
-    rungs = sorted({point for record in records for point in rungs_of(record)}, reverse=True)
-    for point in rungs:
-        reached = [(r, h) for r in records if point in rungs_of(r)
-                   for h in r["history"] if point_of(h) == point]
+    rungs = {id(record): rungs_of(record) for record in records}
+    for point in sorted({point for mine in rungs.values() for point in mine}, reverse=True):
+        reached = [(r, h) for r in records if point in rungs[id(r)]
+                   for h in r["history"] if history_point(h) == point]
         if len(reached) >= MIN_TRIALS:
             return point, reached[0][1].get(EPOCH, point), reached
     return None

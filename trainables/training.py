@@ -115,7 +115,8 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
         return read_record(saved if os.path.exists(saved) else record_path)
     context = TrialContext(config=config, searched=searched, trial_id=trial_id, device=device,
                            train_run=train_run or trial_id, placement=placement, started_at=started_at,
-                           params=parameter_counts(model), test_groups=test_groups, starts=starts, marks=marks)
+                           params=parameter_counts(model), test_groups=test_groups, starts=starts, marks=marks,
+                           scored_points=config.scored_points)
     if resume_from and os.path.exists(os.path.join(resume_from, CHECKPOINT_RECORD)):
         record = read_record(os.path.join(resume_from, CHECKPOINT_RECORD))
     rng = np.random.default_rng(config.seed)
@@ -151,6 +152,7 @@ class TrialContext:
     test_groups: SplitGroups
     starts: list[float]
     marks: dict[str, float]  # wall clock at each start-up step, "first_step" last
+    scored_points: set[int]  # where test is scored and a checkpoint stored (config.scored_points)
 
 
 def score_point(model, data, pad_id, point, stats, history, record, context, record_path, report,
@@ -166,7 +168,7 @@ def score_point(model, data, pad_id, point, stats, history, record, context, rec
     started = time.perf_counter()
     val_labels, val_prob = predict(model, data["val"][0], data["val"][1], config.batch_size, pad_id, device)
     val = classification_metrics(val_labels, val_prob)
-    scored = point in config.scored_points
+    scored = point in context.scored_points
     if scored:
         test_labels, test_prob = predict(model, data["test"][0], data["test"][1], config.batch_size, pad_id, device)
     stats["eval_seconds"] = time.perf_counter() - started

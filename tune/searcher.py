@@ -32,7 +32,7 @@ from ray.tune.search.optuna import OptunaSearch
 from core.errors import ConfigError
 from core import storage as run_storage
 from core.metrics import selection_score
-from core.reports import EPOCH, POINT, SCHEDULE_DONE, SCORE
+from core.reports import EPOCH, POINT, SCHEDULE_DONE, SCORE, history_point
 from core.run_folder import RUN_FOLDER_ENV, RunFolder
 from tune.space import DefineByRun, optuna_distribution, optuna_domains, optuna_params
 
@@ -91,8 +91,8 @@ class EpochAwareOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        # Reports from before report points inside an epoch have only the epoch: one point each.
-        self._ot_trials[trial_id].report(result[SCORE], int(result.get(POINT, result.get(EPOCH, 0))))
+        # A result from before report points inside an epoch has only its epoch: one point each.
+        self._ot_trials[trial_id].report(result[SCORE], history_point(result))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # When ASHA decides STOP (at a rung, or at its last), Ray calls this with that result
@@ -136,11 +136,6 @@ class EpochAwareOptunaSearch(OptunaSearch):
             ))
             added += 1
         return added
-
-
-def history_point(entry: dict) -> int:
-    """A history entry's report point (a record from before points inside an epoch: its epoch)."""
-    return int(entry.get(POINT, entry[EPOCH]))
 
 
 def schedule_done(record: dict) -> bool:
