@@ -63,19 +63,19 @@ PROFILES = {
     # Two report points an epoch: the machinery of rungs inside an epoch runs in every test search.
     "smoke": RunProfile("smoke", 3, {"train": 96, "val": 48, "test": 48}, 64, epochs=2, evals_per_epoch=2,
                         tpe_startup_trials=2),
-    # val and test as before (the same 600 test reviews), 1,800 train reviews, 2 epochs, one
-    # 2-thread trial at a time. Validation 4 times an epoch, rungs at 1/4 and 3/4 epoch: a
-    # configuration costs 450 reviews of training (about 30 s, and under a minute with its start
-    # and its scoring) before ASHA may stop it, against a whole epoch before, so the budget buys
-    # the seeded full fine-tune's whole schedule and about as many short looks at other
-    # configurations (README, "Search economics"). Rungs at 1/8 epoch told nothing (warm-up had
-    # just ended and every trial still predicted one class); factor 3 keeps a third at a rung, as
-    # few of the budget's trials can afford to go on. TPE models from the 6th trial on: trials run
-    # one at a time, and a good configuration TPE proposes holds the machine until the budget
-    # ends, so the trials before it are the search's breadth. The TF-IDF baseline only: the frozen
-    # embedding pass took about 50 s of both cores for baselines 10 points below TF-IDF (README).
-    "cpu": RunProfile("cpu", 16, {"train": 1800, "val": 300, "test": 600}, 256, epochs=2,
-                      evals_per_epoch=4, rung_grace=1, rung_factor=3, time_budget_minutes=11, cpus_per_trial=2,
+    # val and test as before (the same 600 test reviews), 1,500 train reviews of at most 192
+    # tokens (11 % truncated), 2 epochs, two 1-thread trials side by side (bf16 mixed precision
+    # where the CPU has AVX512-BF16: trainables/training.bf16_autocast). Validation 4 times an
+    # epoch, rungs at 1/4 and 3/4 epoch: a configuration costs 375 reviews of training before
+    # ASHA may stop it. Two slots, not one 2-thread trial: together they train faster, each
+    # trial's start-up (Ray Train's worker, imports: 13-20 s on one core) overlaps the other's
+    # training, and a good configuration that runs its whole schedule holds one slot, not the
+    # machine, while the other goes on trying configurations (README, "Search economics"). Rungs at
+    # 1/8 epoch told nothing (every trial still predicted one class); factor 3 keeps a third at a
+    # rung. TPE models from the 6th trial on. The TF-IDF baseline only: the frozen embedding pass
+    # took about 50 s of both cores for baselines 10 points below TF-IDF (README).
+    "cpu": RunProfile("cpu", 16, {"train": 1500, "val": 300, "test": 600}, 192, epochs=2,
+                      evals_per_epoch=4, rung_grace=1, rung_factor=3, time_budget_minutes=10.75, cpus_per_trial=1,
                       tpe_startup_trials=5, baselines="tfidf"),
     # Every review, 3 epochs. Validation 4 times an epoch (about a minute of an H200 per quarter
     # epoch of the Stella-size model, README "GPU"), rungs at 1/4, 3/4 and 2 1/4 epochs: factor 3
