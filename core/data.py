@@ -43,10 +43,12 @@ class CleanReport:
     conflicting_dropped: int = 0  # rows whose text appears with both labels
     label_mapping: str = ""  # how the file's label values were read, e.g. "CG = fake, OR = real"
     group_col: str | None = None  # the column kept as `group`, if any
+    unlabelled_dropped: int = 0  # rows whose label is null or blank
 
     def summary(self) -> str:
         return (
-            f"{self.rows_read} rows read, {self.empty_dropped} empty texts, "
+            f"{self.rows_read} rows read, {self.empty_dropped} empty texts, {self.unlabelled_dropped} rows "
+            "without a label, "
             f"{self.conflicting_dropped} rows of texts labelled both ways and "
             f"{self.duplicates_dropped} exact-duplicate texts dropped; labels {self.label_mapping}"
         )
@@ -121,24 +123,42 @@ def read_hub_dataset(name: str, data_split: str | None) -> pd.DataFrame:
     return dataset_frame(loaded, data_split, f"{HUB_PREFIX}{name}")
 
 
+def is_unlabelled(part) -> bool:
+    """A datasets split whose label column holds no label: all -1 (a ClassLabel's "no label") or null."""
+    import datasets
+
+    for column in LABEL_COLUMNS:
+        if column in part.features:
+            values = part[column]
+            missing = [v is None or (isinstance(part.features[column], datasets.ClassLabel) and v < 0) for v in values]
+            return len(values) > 0 and all(missing)
+    return False
+
+
 def dataset_frame(loaded, data_split: str | None, where: str) -> pd.DataFrame:
     """A Dataset, or a DatasetDict's chosen split (every split's rows without one), as a frame whose
-    ClassLabel columns hold their names (so `fake`/`real`, not 0/1, decide what a label means)."""
+    ClassLabel columns hold their names (so `fake`/`real`, not 0/1, decide what a label means). An
+    unlabelled split (a hub dataset's test split, often) is refused, not mixed in."""
     import datasets
 
     if isinstance(loaded, datasets.DatasetDict):
         if data_split is not None:
             if data_split not in loaded:
                 raise DataError(f"{where} has no split '{data_split}'; its splits: {', '.join(loaded)}.")
-            parts = [loaded[data_split]]
+            parts = {data_split: loaded[data_split]}
         else:
-            parts = list(loaded.values())
+            parts = dict(loaded)
     else:
         if data_split is not None:
             raise DataError(f"{where} is a single Dataset without splits; leave out --data-split.")
-        parts = [loaded]
+        parts = {"": loaded}
+    unlabelled = [name for name, part in parts.items() if is_unlabelled(part)]
+    if unlabelled and len(parts) > 1:
+        raise DataError(f"Split {', '.join(repr(n) for n in unlabelled)} of {where} has no labels (every label "
+                        "missing or -1) and cannot be mixed into the search's data; pass --data-split with a "
+                        f"labelled split ({', '.join(n for n in parts if n not in unlabelled)}).")
     frames = []
-    for part in parts:
+    for part in parts.values():
         frame = part.to_pandas()
         for column, feature in part.features.items():
             if isinstance(feature, datasets.ClassLabel):
@@ -228,6 +248,11 @@ def load_reviews(
     empty_dropped = rows_read - len(frame)
     if len(frame) == 0:
         raise DataError(f"{path} has no rows with text.")
+    labelled = frame["label"].notna() & (frame["label"].astype(str).str.strip() != "")
+    unlabelled_dropped = int((~labelled).sum())
+    frame = frame[labelled]
+    if len(frame) == 0:
+        raise DataError(f"{path} has no rows with both a text and a label (column '{label_name}').")
     labels, mapping = map_labels(frame["label"], fake_label)
     frame = frame.assign(label=labels)
     conflicting = frame.groupby("text")["label"].transform("nunique") > 1
@@ -243,7 +268,7 @@ def load_reviews(
                 f"at least {MIN_ROWS_PER_CLASS} are needed to split it."
             )
     return frame, CleanReport(rows_read, empty_dropped, duplicates_dropped, int(conflicting.sum()), mapping,
-                              group_name)
+                              group_name, unlabelled_dropped)
 
 
 def protocol_name(test_groups: list[str] | None) -> str:

@@ -9,6 +9,7 @@
       tune/search/, tune/extend-N/   Ray Tune's experiments: the first search, then each --extend
       optuna.journal                 the Optuna study of the search and its extensions (local run folders)
       leaderboard/                   the analyzer's tables and plots
+    STORAGE/.locks/NAME              held by the one search running in NAME (core/run_lock.py)
 
 STORAGE is a folder or an s3:// or gs:// URI (core/storage.py). NAME is one folder name,
 never a path, so a run folder is always inside its storage. The search, its trials, the analyzer
@@ -27,6 +28,7 @@ from typing import Any
 from core import storage
 from core.errors import UserError
 from core.record import RECORD_NAME, find_records, read_record, write_record
+from core.run_lock import lock_run_folder
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 STATE_FILE = "run.json"
@@ -40,6 +42,11 @@ RUN_FOLDER_ENV = "REVIEW_TUNE_RUN_FOLDER"
 # (find_records) does not match: the record to trust when a stop fell between the two writes.
 CHECKPOINT_RECORD = "record_at_checkpoint.json"
 OPTUNA_JOURNAL = "optuna.journal"
+# Ray Train (2.x, the v2 trainer) rewrites this beside a run's checkpoints each time it registers
+# one, which it does only once the checkpoint's copy is whole; `latest_checkpoint_result` names the
+# newest. Ray copies a checkpoint into place without a rename, so a stop during the copy leaves a
+# newer, incomplete checkpoint_* folder that only this file tells apart.
+TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
 def check_name(name: str) -> str:
@@ -80,6 +87,17 @@ class RunFolder:
     def __str__(self) -> str:
         return self.path
 
+    # One search at a time (core/run_lock.py)
+    @property
+    def lock_location(self) -> str:
+        """Beside the run folder, never in it: a refused search leaves no run folder behind."""
+        return storage.join(self.storage_root, ".locks", self.name)
+
+    def lock(self) -> None:
+        """Hold this run folder for the rest of the process's life, or refuse (UserError) naming
+        the search that holds it."""
+        lock_run_folder(self.lock_location, self.path)
+
     # State
     def read_state(self) -> dict[str, Any] | None:
         location = storage.join(self.path, STATE_FILE)
@@ -113,9 +131,18 @@ class RunFolder:
         return storage.join(self.train, name)
 
     def latest_checkpoint(self, train_run: str) -> str | None:
-        """The newest epoch checkpoint of a trial's Ray Train run (Ray keeps one, names sort by time)."""
-        checkpoints = storage.folders(self.train_run(train_run), "checkpoint_")
-        return checkpoints[-1] if checkpoints else None
+        """The newest checkpoint that Ray Train registered for a trial's run (TRAIN_SNAPSHOT), where
+        the run folder is now; None when it registered none. A newer folder Ray never registered
+        (a copy cut short) is never taken."""
+        location = self.train_run(train_run)
+        snapshot = storage.join(location, TRAIN_SNAPSHOT)
+        if not storage.exists(snapshot):
+            return None
+        latest = json.loads(storage.read_text(snapshot)).get("latest_checkpoint_result")
+        if not latest:
+            return None
+        checkpoint = storage.join(location, storage.name(latest["checkpoint_dir_name"]))
+        return checkpoint if storage.exists(checkpoint) else None
 
     def settle_trial_records(self) -> int:
         """Make each trial's record agree with its latest checkpoint: a trial stopped after storing

@@ -65,8 +65,11 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
         raise UserError(f"Trial {record['trial_id']}'s model {record['model']} runs code from its model "
                         "repository. If you trust it, pass --trust-remote-code.")
     final = Path(out)
-    if final.exists() and any(final.iterdir()):
-        raise UserError(f"{final} exists and is not empty; choose a new --out folder.")
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        what = "is not empty" if final.is_dir() else "is a file"
+        raise UserError(f"--out {final} exists and {what}; choose a new --out folder.")
+    if not final.parent.is_dir():
+        raise UserError(f"--out {final}: the folder {final.parent} does not exist; create it or choose another.")
     out = final.with_name(final.name + ".partial")  # renamed into place only when complete
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -183,8 +186,9 @@ def export_baseline(record: dict, out: Path) -> dict:
         from trainables.model import load_tokenizer
 
         preset = load_preset(record["preset"])
-        load_tokenizer(config["model"], preset.TRUST_REMOTE_CODE).save_pretrained(out / "tokenizer")
-        bundle.update(base_model=config["model"], pooling=preset.POOLING,
+        revision = config.get("model_revision")  # a record from before revisions were kept: None
+        load_tokenizer(config["model"], preset.TRUST_REMOTE_CODE, revision).save_pretrained(out / "tokenizer")
+        bundle.update(base_model=config["model"], base_model_revision=revision, pooling=preset.POOLING,
                       trust_remote_code=preset.TRUST_REMOTE_CODE,
                       max_length=config["max_length"])
     return bundle

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import tempfile
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -340,13 +341,15 @@ def render(records: list[dict], rows: list[dict], out: Path, metric: str) -> Non
     html_groups = ""
     if groups:
         header, cells = group_table(groups)
-        html_groups = f"<h2>Per group</h2><p>{GROUP_NOTE}</p>" + pd.DataFrame(cells, columns=header).to_html(index=False)
-    figures = "\n".join(f'<h2>{title}</h2><img src="{name}">' for title, name in images)
+        html_groups = f"<h2>Per group</h2><p>{escape(GROUP_NOTE)}</p>" + pd.DataFrame(cells, columns=header).to_html(index=False)
+    # Every text below comes from the data or the records (group names, settings), so it is escaped;
+    # pandas' to_html escapes its cells itself.
+    figures = "\n".join(f'<h2>{escape(title)}</h2><img src="{escape(name)}">' for title, name in images)
     html_importance = ""
     if found:
         html_importance = "<h2>Hyperparameter importance</h2>" + "".join(
-            f"<p><b>{method}</b>: {result['note']}.</p>" if "note" in result else
-            f"<p><b>{method}</b>: {result['trials']} trials at report point {result['point']} "
+            f"<p><b>{escape(method)}</b>: {escape(result['note'])}.</p>" if "note" in result else
+            f"<p><b>{escape(method)}</b>: {result['trials']} trials at report point {result['point']} "
             f"({result['epochs']:g} epochs)</p>"
             + pd.DataFrame(list(result["importances"].items()), columns=["setting", "importance"]).to_html(
                 index=False, float_format="%.3f")
@@ -354,7 +357,7 @@ def render(records: list[dict], rows: list[dict], out: Path, metric: str) -> Non
     (out / "index.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>Leaderboard</title>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{PAGE_STYLE}</style></head><body>"
-        f"<h1>Leaderboard</h1><p>{note}</p><div class='wide'>{html_table}</div>{html_groups}{html_importance}"
+        f"<h1>Leaderboard</h1><p>{escape(note)}</p><div class='wide'>{html_table}</div>{html_groups}{html_importance}"
         f"{figures}</body></html>")
 
 

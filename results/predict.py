@@ -3,8 +3,9 @@
     python -m results.predict BUNDLE INPUT [--out FILE] [--text-col NAME] [--trust-pickle] [--trust-remote-code]
 
 INPUT: .csv/.csv.gz/.tsv/.parquet/.jsonl with a text column (text_, text, review or --text-col),
-or .txt with one review per line. Writes a CSV with the text, the predicted label (fake/real) and
-the probability of real, in input order.
+or a UTF-8 .txt with one review per line. Writes a CSV with one row per input row or line, in input
+order: the text, the predicted label (fake/real) and the probability of real; a row without text
+(empty, blank or null) keeps its place with no label and no probability.
 """
 
 from __future__ import annotations
@@ -23,29 +24,52 @@ from core.errors import DataError, UserError
 from results.export import BUNDLE_FILE
 
 
-def read_texts(path: str | Path, text_col: str | None = None) -> list[str]:
+def read_texts(path: str | Path, text_col: str | None = None) -> list[str | None]:
+    """The reviews in input order, one per row or line; a row without text is None (its output row
+    gets no label). A .txt is UTF-8, one review per line (only \\n and \\r\\n end a line)."""
     path = Path(path)
     if path.suffix.lower() == ".txt":
-        if not path.exists():
+        if not path.is_file():
             raise DataError(f"Input file not found: {path}.")
-        texts = [line for line in path.read_text().splitlines() if line.strip()]
+        try:
+            content = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8, "
+                            "or pass a .csv, .parquet or .jsonl file.") from error
+        lines = content.split("\n")
+        if lines and lines[-1] == "":  # the newline that ends the last line
+            lines.pop()
+        texts = [line.removesuffix("\r") for line in lines]
     else:
         frame = read_table(path)
-        texts = frame[find_column(frame, text_col, TEXT_COLUMNS, "text")].astype(str).tolist()
-    if not texts:
+        column = frame[find_column(frame, text_col, TEXT_COLUMNS, "text")]
+        texts = [None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+                 for value in column.tolist()]
+    texts = [text if text is not None and text.strip() else None for text in texts]
+    if not any(texts):
         raise DataError(f"{path} holds no reviews.")
     return texts
 
 
+FINE_TUNE_FILES = {"adapter": ["adapter/adapter_config.json", "tokenizer"], "full": ["model", "tokenizer"]}
+
+
 def read_bundle(folder: str | Path) -> dict:
+    """bundle.json, checked against what results.export writes; anything else is refused before
+    a file of the bundle is loaded."""
     folder = Path(folder)
     path = folder / BUNDLE_FILE
-    if not path.exists():
+    if not path.is_file():
         raise UserError(f"{folder} is not a bundle ({BUNDLE_FILE} missing). "
                         "Make one with: python -m results.export RUN_DIR --out DIR")
-    bundle = json.loads(path.read_text())
-    needed = {"adapter": ["adapter/adapter_config.json", "tokenizer"], "full": ["model", "tokenizer"],
-              "baseline": [bundle.get("model_file", "model.joblib")]}[bundle["kind"]]
+    try:
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error}). Export it again.") from error
+    problems = bundle_problems(bundle)
+    if problems:
+        raise UserError(f"{path} is not a bundle results.export writes: {'; '.join(problems)}. Export it again.")
+    needed = list(FINE_TUNE_FILES.get(bundle["kind"], [bundle.get("model_file")]))
     if bundle["method"].startswith("embed-"):
         needed.append("tokenizer")
     missing = [name for name in needed if not (folder / name).exists()]
@@ -54,35 +78,91 @@ def read_bundle(folder: str | Path) -> dict:
     return bundle
 
 
+def bundle_problems(bundle) -> list[str]:
+    """What makes `bundle` something other than a bundle export writes: a kind and a method that
+    agree (the loader follows the kind, and trust is decided from it), and file names that stay in
+    the bundle's folder."""
+    from trainables.baselines import METHODS as BASELINES
+
+    if not isinstance(bundle, dict):
+        return ["it holds no JSON object"]
+    kind, method = bundle.get("kind"), bundle.get("method")
+    if kind not in (*FINE_TUNE_FILES, "baseline"):
+        return [f"kind {kind!r} is not one of adapter, full, baseline"]
+    problems = []
+    allowed = BASELINES if kind == "baseline" else (("full",) if kind == "full" else ("qlora", "lora"))
+    if method not in allowed:
+        problems.append(f"method {method!r} is not a {kind} method ({', '.join(allowed)})")
+    if kind == "baseline" and not is_plain_file_name(bundle.get("model_file")):
+        problems.append(f"model_file {bundle.get('model_file')!r} is not a file name inside the bundle")
+    needs_model = kind != "baseline" or str(method).startswith("embed-")
+    if needs_model:
+        name, _ = base_model(bundle)
+        if not isinstance(name, str) or not name:
+            problems.append("it names no base model")
+        if not isinstance(bundle.get("max_length"), int) or bundle["max_length"] < 1:
+            problems.append("max_length is not a positive integer")
+    if kind != "baseline" and not isinstance(bundle.get("config"), dict):
+        problems.append("config is missing")
+    return problems
+
+
+def is_plain_file_name(name) -> bool:
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and Path(name).name == name)
+
+
+def base_model(bundle: dict) -> tuple[str | None, str | None]:
+    """The base model the loader loads for this bundle, and the revision it pins: the one place
+    that decides it, so the consent message names exactly what runs."""
+    if bundle.get("kind") == "baseline":
+        return bundle.get("base_model"), bundle.get("base_model_revision")
+    config = bundle.get("config") if isinstance(bundle.get("config"), dict) else {}
+    return config.get("model"), config.get("model_revision")
+
+
 def check_trust(bundle: dict, trust_pickle: bool, trust_remote_code: bool) -> None:
-    """Code from outside runs only when the command line says so, whatever bundle.json says."""
+    """Code from outside runs only when the command line says so, whatever bundle.json says: a
+    baseline bundle is loaded with joblib (a pickle runs code), and a model that needs its
+    repository's code gets it only with --trust-remote-code (without it, transformers refuses)."""
     if bundle["kind"] == "baseline" and not trust_pickle:
         raise UserError(f"This {bundle['method']} bundle's model is a joblib pickle, and loading a pickle runs "
                         "whatever code it holds. If you trust where this bundle came from, pass --trust-pickle.")
+    name, revision = base_model(bundle)
     if bundle.get("trust_remote_code") and not trust_remote_code:
-        raise UserError(f"The base model {bundle['base_model']} runs code from its model repository. If you "
+        at = f" at revision {revision}" if revision else ""
+        raise UserError(f"The base model {name}{at} runs code from its model repository. If you "
                         "trust it, pass --trust-remote-code.")
 
 
-def predict_texts(folder: str | Path, texts: list[str], progress: bool = True, trust_pickle: bool = False,
+def predict_texts(folder: str | Path, texts: list[str | None], progress: bool = True, trust_pickle: bool = False,
                   trust_remote_code: bool = False) -> np.ndarray:
-    """Probability of `real` for each text."""
-    from transformers import AutoTokenizer
-
+    """Probability of `real` for each text (NaN where a text is None)."""
     folder = Path(folder)
     bundle = read_bundle(folder)
     check_trust(bundle, trust_pickle, trust_remote_code)
-    if bundle["method"] == "tfidf-logreg":
+    present = [i for i, text in enumerate(texts) if text is not None]
+    prob = np.full(len(texts), np.nan)
+    prob[present] = classify(folder, bundle, [texts[i] for i in present], progress, trust_remote_code)
+    return prob
+
+
+def classify(folder: Path, bundle: dict, texts: list[str], progress: bool, trust_remote_code: bool) -> np.ndarray:
+    """Load what bundle.json's kind says (read_bundle checked it, check_trust allowed it) and classify."""
+    if bundle["kind"] == "baseline" and bundle["method"] == "tfidf-logreg":
         import joblib
 
         from trainables.baselines import predict_real
 
         return predict_real(bundle["method"], joblib.load(folder / bundle["model_file"]), texts)
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
     ids = [np.asarray(x, dtype=np.int64) for x in
            tokenizer(texts, truncation=True, max_length=bundle["max_length"])["input_ids"]]
     pad_id = tokenizer.pad_token_id or 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model_name, revision = base_model(bundle)
     if bundle["kind"] == "baseline":
         import joblib
 
@@ -90,8 +170,8 @@ def predict_texts(folder: str | Path, texts: list[str], progress: bool = True, t
         from trainables.embeddings import embed, load_backbone
         from trainables.model import loading_overrides
 
-        backbone = load_backbone(bundle["base_model"], bundle["pooling"], trust_remote_code, device,
-                                 loading_overrides(bundle["preset"]))
+        backbone = load_backbone(model_name, bundle["pooling"], trust_remote_code, device,
+                                 loading_overrides(bundle["preset"]), revision=revision)
         features = embed(backbone, ids, pad_id, device)
         return predict_real(bundle["method"], joblib.load(folder / bundle["model_file"]), features)
 
@@ -99,7 +179,8 @@ def predict_texts(folder: str | Path, texts: list[str], progress: bool = True, t
     from trainables.model import load_base
     from trainables.training import predict
 
-    config = FineTuneConfig.from_dict({**bundle["config"], "trust_remote_code": trust_remote_code})
+    config = FineTuneConfig.from_dict({**bundle["config"], "model": model_name, "model_revision": revision,
+                                       "trust_remote_code": trust_remote_code})
     if bundle["kind"] == "full":
         model = load_base(config, device, path=str(folder / "model"))
     else:
@@ -123,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the base model's own code (Stella needs it: only models you trust)")
     args = parser.parse_args(argv)
+    out = Path(args.out)
     try:
+        if out.is_dir() or not out.parent.is_dir():
+            raise UserError(f"--out {out}: {'is a folder' if out.is_dir() else 'its folder does not exist'}; "
+                            "give a file path in an existing folder.")
         check_trust(read_bundle(args.bundle), args.trust_pickle, args.trust_remote_code)
         texts = read_texts(args.input, args.text_col)
         prob = predict_texts(args.bundle, texts, trust_pickle=args.trust_pickle,
@@ -131,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    pd.DataFrame({"text": texts, "label": np.where(prob >= 0.5, "real", "fake"), "prob_real": prob}).to_csv(
-        args.out, index=False)
-    print(f"{len(texts)} reviews classified: {int((prob >= 0.5).sum())} real, {int((prob < 0.5).sum())} fake "
-          f"-> {args.out}")
+    labels = np.where(np.isnan(prob), "", np.where(prob >= 0.5, "real", "fake"))
+    pd.DataFrame({"text": [text or "" for text in texts], "label": labels, "prob_real": prob}).to_csv(out, index=False)
+    blank = int(np.isnan(prob).sum())
+    print(f"{len(texts)} rows classified: {int((prob >= 0.5).sum())} real, {int((prob < 0.5).sum())} fake"
+          + (f", {blank} without text (no label)" if blank else "") + f" -> {out}")
     return 0
 
 

@@ -33,6 +33,7 @@ class BaselineConfig:
     method: str
     preset: str = "minilm"
     model: str = "minilm"  # the frozen backbone of the embed-* methods
+    model_revision: str | None = None  # the backbone's hub commit the search pinned (None: a local folder)
     C: float = 1.0
     gamma: str | float = "scale"
     hidden: list[int] = field(default_factory=lambda: [256, 128])
@@ -117,6 +118,13 @@ def run_baseline(config: BaselineConfig, record_path: str) -> dict:
     }
     write_record(record_path, record)
     return record
+
+
+def failed_baseline_record(config: BaselineConfig, trial_id: str, reason: str) -> dict:
+    """The record of a grid point that raised: what it was, and why it has no scores."""
+    return {"method": config.method, "preset": config.preset, "trial_id": trial_id, "params": config.params,
+            "config": asdict(config), "split_hash": config.split_hash, "seed": config.seed,
+            "status": "failed", "error": reason}
 
 
 def fit_tfidf_logreg(data, config):

@@ -1,6 +1,6 @@
 """Frozen-backbone embeddings for the baselines, computed once per key and cached in the run folder.
 
-Key: (model, split hash, max length, pooling). Pooling is the one the model is meant for: mean
+Key: (model, its pinned revision, split hash, max length, pooling). Pooling is the one the model is meant for: mean
 over tokens for sentence encoders (MiniLM, Stella), mean over the encoder's states for T5.
 """
 
@@ -20,19 +20,23 @@ from trainables.model import resolve_model_path
 POOLINGS = ("mean", "encoder-mean")
 
 
-def embeddings_key(model: str, split_hash: str, max_length: int, pooling: str) -> str:
-    return hashlib.sha256(f"{model}|{split_hash}|{max_length}|{pooling}".encode()).hexdigest()[:16]
+def embeddings_key(model: str, split_hash: str, max_length: int, pooling: str, revision: str | None = None) -> str:
+    pinned = f"|{revision}" if revision else ""  # a local model (no revision) keeps its earlier key
+    return hashlib.sha256(f"{model}|{split_hash}|{max_length}|{pooling}{pinned}".encode()).hexdigest()[:16]
 
 
-def embeddings_path(data_dir: str, model: str, split_hash: str, max_length: int, pooling: str) -> str:
-    return storage.join(data_dir, f"embeddings-{embeddings_key(model, split_hash, max_length, pooling)}.npz")
+def embeddings_path(data_dir: str, model: str, split_hash: str, max_length: int, pooling: str,
+                    revision: str | None = None) -> str:
+    key = embeddings_key(model, split_hash, max_length, pooling, revision)
+    return storage.join(data_dir, f"embeddings-{key}.npz")
 
 
 def load_backbone(model: str, pooling: str, trust_remote_code: bool, device: torch.device,
-                  overrides: dict | None = None):
-    """The frozen backbone; `overrides`: trainables.model.loading_overrides of the model's preset."""
+                  overrides: dict | None = None, revision: str | None = None):
+    """The frozen backbone at `revision` (the hub commit the search pinned: the same weights and
+    code as its trials); `overrides`: trainables.model.loading_overrides of the model's preset."""
     backbone = AutoModel.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code,
-                                         **(overrides or {}))
+                                         revision=revision, **(overrides or {}))
     if pooling == "encoder-mean":
         backbone = backbone.get_encoder()
     return backbone.to(device).eval()
@@ -56,15 +60,16 @@ def embed(backbone, ids: list[np.ndarray], pad_id: int, device: torch.device, ba
 
 def cached_embeddings(data_dir: str, tokens_file: str, model: str, split_hash: str, max_length: int,
                       pooling: str, pad_id: int, trust_remote_code: bool = False,
-                      device: torch.device | None = None, overrides: dict | None = None) -> tuple[str, bool]:
+                      device: torch.device | None = None, overrides: dict | None = None,
+                      revision: str | None = None) -> tuple[str, bool]:
     """(location of the cached embeddings, whether this call computed them)."""
-    path = embeddings_path(data_dir, model, split_hash, max_length, pooling)
+    path = embeddings_path(data_dir, model, split_hash, max_length, pooling, revision)
     if storage.exists(path):
         return path, False
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    backbone = load_backbone(model, pooling, trust_remote_code, device, overrides)
+    backbone = load_backbone(model, pooling, trust_remote_code, device, overrides, revision)
     arrays = {}
     for name, (ids, labels) in read_tokens(storage.join(data_dir, tokens_file)).items():
         arrays[f"{name}_x"] = embed(backbone, ids, pad_id, device)

@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import uuid
 from pathlib import Path
 
 from core import storage as run_storage
 from core.data import HUB_PREFIX
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC
+
+DEFAULT_SEED = 42  # --seed's default: the searcher's and training's seed
 from core.run_folder import RunFolder
 from tune.interrupt import Interruption
 from tune.ray_setup import check_shared_storage, check_storage_reachable, ray_gpus, start_ray
@@ -38,7 +41,7 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     import ray
 
     from search_spaces import load_preset
-    from tune.baseline_tasks import baseline_configs, launch_baselines
+    from tune.baseline_tasks import baseline_configs, finish_baselines, launch_baselines
 
     preset = load_preset(args.preset)
     if args.extend is not None and args.extend < 1:
@@ -52,6 +55,8 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     folder = RunFolder.inside(args.storage, args.name) if args.name else None
     storage = run_storage.absolute(args.storage)
     check_storage_reachable(storage)
+    if folder:
+        folder.lock()  # before anything reads or writes it; a second search on it exits 2 here
     if args.address:  # connect first: a new search reads the cluster's GPUs
         start_ray(args.address, folder, args.verbose)
     state = folder.read_state() if folder else None
@@ -71,6 +76,11 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
         if not state["finished"] and args.extend:
             raise UserError(f"The search in {folder} is unfinished: resume it first (same command "
                             "without --extend), then extend it.")
+        conflicts = resume_conflicts(args, state)
+        if conflicts:
+            raise UserError(f"{folder} holds a search started with other settings: {'; '.join(conflicts)}. "
+                            "Resume or extend it with the same flags (or leave them out), or start a new "
+                            "search with another --name.")
         # The folder may have moved (copied to another machine, out of a bucket): trials read the
         # data, and write their records and checkpoints, where the run folder is now.
         state["run_dir"] = state["base"]["run_dir"] = folder.path
@@ -111,8 +121,7 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
         print(f"\nTime budget of {budget / 60:g} minutes reached: {len(results)} of {planned} trials ran "
               "(those cut short keep their record at their last scored point). Add trials with: "
               f"python -m tune.search {args.preset} --storage {args.storage} --name {folder.name} --extend K")
-    for done in ray.get(pending):
-        print(f"Baseline {done['trial_id']}: validation F1 {100 * done['val_f1']:.2f}")
+    finish_baselines(pending, folder)
     state["finished"] = True
     folder.write_state(state)
 
@@ -172,13 +181,20 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
     has_gpu = ray_gpus() > 0 if args.address else torch.cuda.is_available()  # the cluster's, if any
     profile = get_profile(args.profile or ("full" if has_gpu else "cpu"))
     model = args.model or preset.MODEL
-    folder = RunFolder.inside(storage, args.name or f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    metric = args.metric or DEFAULT_METRIC
+    if args.name:
+        folder = RunFolder.inside(storage, args.name)  # locked by run_search
+    else:  # the time and a random suffix: jobs started in the same second never share a folder
+        folder = RunFolder.inside(storage, f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                           f"{uuid.uuid4().hex[:4]}")
+        folder.lock()
     base = {
         "preset": args.preset,
         "model": model,
         "trust_remote_code": preset.TRUST_REMOTE_CODE,
-        "seed": args.seed,
-        "selection_metric": args.metric,
+        "seed": seed,
+        "selection_metric": metric,
         "epochs": profile.epochs,
         **profile.fidelity,
         "use_gpu": has_gpu,
@@ -215,7 +231,7 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
         "run_dir": folder.path,
         "preset": args.preset,
         "profile": profile.name,
-        "data": args.data if args.data.startswith(HUB_PREFIX) else str(Path(args.data).resolve()),
+        "data": data_location(args.data),
         "labels": data.label_mapping,
         "protocol": data.protocol,
         "group_col": data.group_col,
@@ -226,14 +242,37 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
         "num_samples": args.num_samples or profile.num_samples,
         "tpe_startup_trials": profile.tpe_startup_trials,
         "max_concurrent": args.max_concurrent,
-        "seed": args.seed,
-        "metric": args.metric,
+        "seed": seed,
+        "metric": metric,
         # seconds of trials, or None; --time-budget on a later resume or extend replaces it
         "time_budget_s": None if profile.time_budget_minutes is None else 60 * profile.time_budget_minutes,
         "experiment": RunFolder.experiment_name(0),  # the current Tune experiment, relative to the run folder
         "extensions": 0,
         "finished": False,
     }, folder
+
+
+def data_location(data: str) -> str:
+    """--data as run.json keeps it: a hub id as given, a path made absolute."""
+    return data if data.startswith(HUB_PREFIX) else str(Path(data).resolve())
+
+
+def resume_conflicts(args: argparse.Namespace, state: dict) -> list[str]:
+    """The flags of a resume or --extend that disagree with the search in the run folder, which
+    continues as it was started: each as 'FLAG VALUE (the run has KEPT)'. A flag left out agrees."""
+    from core.data import protocol_name
+
+    given = {"--data": data_location(args.data) if args.data else None, "--profile": args.profile,
+             "--model": args.model, "--seed": args.seed, "--metric": args.metric, "--baselines": args.baselines,
+             "--test-groups": protocol_name([g.strip() for g in args.test_groups.split(",") if g.strip()])
+             if args.test_groups else None,
+             "--num-samples": None if args.extend else args.num_samples}
+    kept = {"--data": state.get("data"), "--profile": state.get("profile"), "--model": state["base"].get("model"),
+            "--seed": state.get("seed"), "--metric": state.get("metric", DEFAULT_METRIC),
+            "--baselines": state.get("baselines"), "--test-groups": state.get("protocol"),
+            "--num-samples": state.get("num_samples")}
+    return [f"{flag} {value} (the run has {kept[flag]})" for flag, value in given.items()
+            if value is not None and value != kept[flag]]
 
 
 def memory_share_gb(cpus_per_trial: int) -> float:

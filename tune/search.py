@@ -8,7 +8,7 @@ Presets (search_spaces/<preset>.py) name the model, its LoRA target-module prese
   stella   NovaSearch/stella_en_400M_v5; runs the model repository's code (trust_remote_code)
   flan-t5  google/flan-t5-large with a sequence-classification head
 
-Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsample, an 11-minute
+Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsample, a 10.75-minute
 search budget on 2 cores), full (every review; the default when a GPU is present).
 
 How the search spends its budget: the preset's seeded configurations run first, then Optuna's TPE
@@ -33,10 +33,11 @@ stay, unfinished ones continue from their last checkpoint (each rung and epoch e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from core.errors import UserError
-from core.metrics import DEFAULT_METRIC, SELECTION_METRICS
+from core.metrics import SELECTION_METRICS
 from tune.interrupt import Interruption
 from tune.lifecycle import SearchInterrupted, resume_hint, run_search
 
@@ -93,7 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-concurrent", type=int,
                         help="trials at once (default: GPUs, or CPUs / --cpus-per-trial)")
     parser.add_argument("--cpus-per-trial", type=int,
-                        help="CPU threads of each trial's worker (default: the profile's: 2 for cpu, else 1)")
+                        help="CPU threads of each trial's worker (default: 1; on 2 cores the cpu profile "
+                             "runs two 1-thread trials side by side)")
     parser.add_argument("--gpu-memory-gb", type=float, default=8.0,
                         help="CUDA memory cap of each trial, so a trial on a big card behaves as on an "
                              "8 GiB one (default: 8)")
@@ -115,24 +117,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "regression on frozen embeddings; all adds RBF-SVM and MLP on them "
                              "(default: the profile's: tfidf for cpu, where the embedding pass costs "
                              "about a minute of its budget, all otherwise)")
-    parser.add_argument("--metric", choices=list(SELECTION_METRICS), default=DEFAULT_METRIC,
+    parser.add_argument("--metric", choices=list(SELECTION_METRICS),
                         help="validation metric that ASHA, Optuna, the ranking and export choose by "
                              "(default: macro_f1; f1_real is the study's F1; a trial that predicts one "
                              "class for every review ranks below every other, whatever the metric)")
     parser.add_argument("--time-budget", type=float, metavar="MINUTES",
                         help="stop the search after this many minutes of trials (default: the "
-                             "profile's: 11 for cpu, none otherwise; 0 = none). Trials running then "
+                             "profile's: 10.75 for cpu, none otherwise; 0 = none). Trials running then "
                              "are stopped and keep their record at their last scored point, records and "
                              "leaderboard are written, and --extend K adds trials later")
-    parser.add_argument("--seed", type=int, default=42, help="seed of the searcher and of training")
+    parser.add_argument("--seed", type=int, help="seed of the searcher and of training (default: 42)")
     parser.add_argument("--verbose", action="store_true",
                         help="Ray Tune's own progress tables and every worker's log on the console (default: "
                              "a line per trial and a progress summary; the logs stay in /tmp/ray/session_latest/logs)")
     return parser.parse_args(argv)
 
 
+SEED_MAX = 2**32 - 1  # numpy's and Optuna's seeds
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse a flag out of range before anything is written (no run folder, no run.json): one
+    line naming the flag, its value and what is allowed."""
+    whole = {"--num-samples": args.num_samples, "--max-concurrent": args.max_concurrent,
+             "--cpus-per-trial": args.cpus_per_trial, "--extend": args.extend}
+    for flag, value in whole.items():
+        if value is not None and value < 1:
+            raise UserError(f"{flag} {value}: allowed 1 or more.")
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise UserError(f"--seed {args.seed}: allowed 0 to {SEED_MAX}.")
+    positive = {"--gpu-memory-gb": args.gpu_memory_gb, "--cpu-memory-gb": args.cpu_memory_gb}
+    for flag, value in positive.items():
+        if value is not None and not value > 0:  # not NaN either
+            raise UserError(f"{flag} {value:g}: allowed above 0 (GiB).")
+    if args.time_budget is not None and not args.time_budget >= 0:
+        raise UserError(f"--time-budget {args.time_budget:g}: allowed 0 (no budget) or more minutes.")
+    cores = os.cpu_count() or 1
+    if args.address is None and args.cpus_per_trial is not None and args.cpus_per_trial > cores:
+        raise UserError(f"--cpus-per-trial {args.cpus_per_trial}: this machine has {cores} CPUs; allowed 1 to "
+                        f"{cores} (a trial asking for more would wait forever).")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        check_flags(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     interruption = Interruption()
     interruption.install()
     try:

@@ -154,3 +154,17 @@ def test_a_copied_run_folder_exports_from_its_own_checkpoints(records, test_text
             write_record(path, record)
     _, predictions = export_and_predict(copy, trial, test_texts, tmp_path)
     np.testing.assert_allclose(predictions["prob_real"].to_numpy(), by_trial[trial]["test_prob_real"], atol=2e-5)
+
+
+def test_a_checkpoint_ray_never_registered_is_not_exported(records, test_texts, tmp_path):
+    run_dir, by_trial = records
+    trial = next(t for t, r in by_trial.items() if r["method"] in ("qlora", "lora"))
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    # As a stop during Ray's copy leaves it: a newer checkpoint folder with a truncated weights file.
+    train_run = copy / "train" / Path(by_trial[trial]["train_run_dir"]).name
+    partial = train_run / "checkpoint_2999-01-01_00-00-00.000000"
+    partial.mkdir()
+    (partial / "trainable.safetensors").write_bytes(b"\x00" * 10)
+    _, predictions = export_and_predict(copy, trial, test_texts, tmp_path)
+    np.testing.assert_allclose(predictions["prob_real"].to_numpy(), by_trial[trial]["test_prob_real"], atol=2e-5)

@@ -1,6 +1,8 @@
 """The search CLI answers bad input with one line and exit code 2, before Ray starts and before
 any data is read. Each test calls the command line's own entry point (tune.search.main)."""
 
+import json
+
 import pytest
 
 from tune.search import main
@@ -77,3 +79,67 @@ def test_a_name_that_would_leave_storage_is_refused_and_nothing_is_written(
     assert f"error: --name {name!r} is not a run folder name" in err
     assert not any(store.iterdir()) and not any(outside.iterdir())
     assert not (tmp_path / "escaped").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "error: --seed -1: allowed 0 to 4294967295."),
+    (["--seed", str(2**32)], "error: --seed 4294967296: allowed 0 to 4294967295."),
+    (["--max-concurrent", "0"], "error: --max-concurrent 0: allowed 1 or more."),
+    (["--num-samples", "-1"], "error: --num-samples -1: allowed 1 or more."),
+    (["--num-samples", "0"], "error: --num-samples 0: allowed 1 or more."),
+    (["--cpus-per-trial", "0"], "error: --cpus-per-trial 0: allowed 1 or more."),
+    (["--cpus-per-trial", "4096"], "error: --cpus-per-trial 4096: this machine has"),
+    (["--gpu-memory-gb", "0"], "error: --gpu-memory-gb 0: allowed above 0 (GiB)."),
+    (["--cpu-memory-gb", "nan"], "error: --cpu-memory-gb nan: allowed above 0 (GiB)."),
+    (["--time-budget", "-5"], "error: --time-budget -5: allowed 0 (no budget) or more minutes."),
+])
+def test_a_flag_out_of_range_is_refused_in_one_line_before_a_run_folder_exists(capsys, args, message, data,
+                                                                                tmp_path):
+    storage = tmp_path / "runs"
+    code, out, err = search(capsys, "minilm", "--data", data, "--storage", str(storage), "--name", "x", *args)
+    assert code == 2
+    assert err.startswith(message) and len(err.strip().splitlines()) == 1
+    assert out == "" and not storage.exists()
+
+
+@pytest.fixture
+def started_run(tmp_path):
+    """A run folder's run.json as a search leaves it (what a resume reads first)."""
+    from core.data import RANDOM_PROTOCOL
+
+    folder = tmp_path / "runs" / "kept"
+    folder.mkdir(parents=True)
+    state = {"preset": "minilm", "finished": False, "data": str(tmp_path / "reviews.csv"), "profile": "smoke",
+             "base": {"model": "minilm", "run_dir": str(folder)}, "seed": 42, "metric": "macro_f1",
+             "baselines": "fast", "protocol": RANDOM_PROTOCOL, "num_samples": 3}
+    (folder / "run.json").write_text(json.dumps(state))
+    return folder, state
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--data", "other.csv"], "--data "),
+    (["--test-groups", "Books"], "--test-groups held-out groups: Books (the run has random split"),
+    (["--metric", "mcc"], "--metric mcc (the run has macro_f1)"),
+    (["--num-samples", "9"], "--num-samples 9 (the run has 3)"),
+    (["--seed", "7"], "--seed 7 (the run has 42)"),
+    (["--profile", "cpu"], "--profile cpu (the run has smoke)"),
+])
+def test_a_resume_that_contradicts_its_run_folder_is_refused(capsys, started_run, tmp_path, args, named):
+    folder, state = started_run
+    code, out, err = search(capsys, "minilm", "--storage", str(folder.parent), "--name", "kept", "--resume", *args)
+    assert code == 2 and named in err and "holds a search started with other settings" in err
+    assert len(err.strip().splitlines()) == 1
+    assert json.loads((folder / "run.json").read_text()) == state  # untouched
+
+
+def test_a_resume_with_the_same_flags_or_none_agrees(started_run, tmp_path):
+    import argparse
+
+    from tune.lifecycle import resume_conflicts
+
+    _, state = started_run
+    same = argparse.Namespace(data=str(tmp_path / "reviews.csv"), profile="smoke", model=None, seed=42,
+                              metric="macro_f1", baselines=None, test_groups=None, num_samples=3, extend=None)
+    assert resume_conflicts(same, state) == []
+    extend = argparse.Namespace(**{**vars(same), "num_samples": 50, "extend": 2})  # --extend adds its own
+    assert resume_conflicts(extend, state) == []

@@ -153,3 +153,16 @@ def test_subsample_keeps_class_balance(reviews):
     counts = small["split"].value_counts()
     assert counts["train"] == 200 and counts["val"] == 50 and counts["test"] == (split.split == "test").sum()
     assert small.loc[small.split == "train", "label"].mean() == pytest.approx(split["label"].mean(), abs=0.01)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_rows_without_a_label_are_dropped_and_counted(tmp_path, suffix):
+    rows = pd.DataFrame({"text": [f"review number {i}" for i in range(48)],
+                         "label": [None, "CG", "OR", ""] * 12})
+    path = tmp_path / f"reviews{suffix}"
+    {".jsonl": lambda: rows.to_json(path, orient="records", lines=True),
+     ".parquet": lambda: rows.to_parquet(path), ".csv": lambda: rows.to_csv(path, index=False)}[suffix]()
+    frame, report = load_reviews(path)
+    assert report.unlabelled_dropped == 24 and len(frame) == 24
+    assert sorted(frame["label"].unique()) == [0, 1]
+    assert "24 rows without a label" in report.summary()

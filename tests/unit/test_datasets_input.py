@@ -84,3 +84,17 @@ def test_data_split_on_a_file_is_refused(capsys, tmp_path, extra, message):
     path.write_text("text,label\n" + "".join(f"r{i},{'CG' if i % 2 else 'OR'}\n" for i in range(40)))
     code, _, err = search(capsys, "minilm", "--data", str(path), "--storage", str(tmp_path), *extra)
     assert code == 2 and message in err
+
+
+def test_an_unlabelled_split_is_not_mixed_in(capsys, tmp_path):
+    labelled = reviews_dataset()
+    unlabelled = datasets.Dataset.from_dict(
+        {"text": [f"unlabelled {i}" for i in range(10)], "label": [-1] * 10, "category": [0] * 10},
+        features=labelled.features)
+    datasets.DatasetDict({"train": labelled, "test": unlabelled}).save_to_disk(str(tmp_path / "dd"))
+    capsys.readouterr()  # save_to_disk's progress bars
+    code, out, err = search(capsys, "minilm", "--data", str(tmp_path / "dd"), "--profile", "smoke",
+                            "--storage", str(tmp_path / "runs"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "Split 'test'" in err and "--data-split" in err and "(train)" in err
+    assert len(read_table(tmp_path / "dd", "train")) == 40  # the labelled split alone reads

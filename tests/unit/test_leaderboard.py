@@ -195,3 +195,23 @@ def test_importance_names_the_setting_that_drove_the_score_and_refuses_too_few_t
     assert "## Hyperparameter importance" in text and "| learning_rate |" in text
     assert json.loads(Path(out, "importance.json").read_text()) == json.loads(json.dumps(found))
     assert "importance.png" in Path(out, "index.html").read_text()
+
+
+def test_text_from_the_data_is_escaped_in_the_page(run):
+    hostile = "<script>alert(1)</script>"
+    for path in run.glob("*/record.json"):  # the protocol names groups from the data
+        record = json.loads(path.read_text())
+        record.update(protocol=f"held-out groups: {hostile}")
+        path.write_text(json.dumps(record))
+    page = (Path(write_leaderboard(run)) / "index.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_a_failed_baseline_record_ranks_nowhere_and_is_named(run):
+    (run / "d").mkdir()
+    (run / "d" / "record.json").write_text(json.dumps(
+        {"method": "embed-svm", "trial_id": "d", "params": {"C": 1.0}, "config": {}, "split_hash": "abc",
+         "status": "failed", "error": "embedding pass ran out of memory"}))
+    out = Path(write_leaderboard(run))
+    assert [r["trial_id"] for r in rank(load_records(run))] == ["b", "a", "c"]
+    assert "embedding pass ran out of memory" in (out / "leaderboard.md").read_text()
