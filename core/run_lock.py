@@ -3,8 +3,9 @@ life of the search's process.
 
 A local or NFS folder is locked with flock(2) on that file: the kernel drops the lock when the
 process ends, however it ends (SIGKILL and a crash too), so a lock is never stale. A bucket has no
-such lock: the holder rewrites the lock object every HEARTBEAT_S seconds, and a lock whose last
-heartbeat is older than STALE_S is stale (its search was killed) and is taken over. The lock lives
+such lock: the holder rewrites the lock object every HEARTBEAT_S seconds, and a lock is stale (its
+search was killed) when its last heartbeat is older than STALE_S, or at once when its holder ran on
+this machine and that process is gone; a stale lock is taken over. The lock lives
 beside the run folder, not in it, so a search refused before it starts leaves no run folder behind.
 """
 
@@ -59,7 +60,7 @@ def lock_file(path: str, run_folder: str) -> None:
 def lock_object(location: str, run_folder: str) -> None:
     token, holder = uuid.uuid4().hex, holder_text()
     current = read_lock(location)
-    if current and time.time() - current["heartbeat"] < STALE_S:
+    if current and not is_stale(current):
         raise UserError(f"{run_folder} is in use by another search ({current['holder']}); wait for it to end, "
                         f"or pass another --name. A killed search's lock expires {STALE_S:g} s after its last "
                         "heartbeat.")
@@ -87,6 +88,20 @@ def lock_object(location: str, run_folder: str) -> None:
     atexit.register(release)
 
 
+def is_stale(lock: dict) -> bool:
+    if time.time() - lock.get("heartbeat", 0) >= STALE_S:
+        return True
+    if lock.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(lock.get("pid", 0)), 0)  # signal 0: does the process exist?
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
 def read_lock(location: str) -> dict | None:
     if not storage.exists(location):
         return None
@@ -97,4 +112,5 @@ def read_lock(location: str) -> dict | None:
 
 
 def write_lock(location: str, token: str, holder: str) -> None:
-    storage.write_text(location, json.dumps({"holder": holder, "token": token, "heartbeat": time.time()}))
+    storage.write_text(location, json.dumps({"holder": holder, "token": token, "heartbeat": time.time(),
+                                             "host": socket.gethostname(), "pid": os.getpid()}))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -143,7 +144,13 @@ def predict_texts(folder: str | Path, texts: list[str | None], progress: bool = 
     check_trust(bundle, trust_pickle, trust_remote_code)
     present = [i for i, text in enumerate(texts) if text is not None]
     prob = np.full(len(texts), np.nan)
-    prob[present] = classify(folder, bundle, [texts[i] for i in present], progress, trust_remote_code)
+    try:
+        prob[present] = classify(folder, bundle, [texts[i] for i in present], progress, trust_remote_code)
+    except (OSError, ValueError, KeyError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        # a bundle whose files were edited or cut short: the tokenizer, weights, adapter config, pickle
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"Bundle {folder} could not be loaded ({type(error).__name__}: {reason}). "
+                        "Export it again.") from error
     return prob
 
 

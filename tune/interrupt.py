@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from contextlib import contextmanager
 
 CAUGHT = (signal.SIGINT, signal.SIGTERM)
@@ -24,6 +25,7 @@ class Interruption:
         self.signal_number: int | None = None
         self.in_fit = False
         self.previous = {}
+        self.deadline_reached = False
 
     def install(self) -> None:
         """Call again after ray.init: Ray's core worker puts its own SIGTERM handler in place
@@ -46,6 +48,20 @@ class Interruption:
             os.kill(os.getpid(), signal.SIGUSR1)
             return
         raise KeyboardInterrupt
+
+    def stop_after(self, seconds: float) -> None:
+        """A deadline Ray Tune cannot be given: a resumed search's new --time-budget (Tuner.restore
+        keeps the TuneConfig the search was started with). At it the search stops as at a first
+        signal (Tune saves its state and returns), and `deadline_reached` tells the caller why."""
+
+        def expire() -> None:
+            if self.in_fit and self.signal_number is None:
+                self.deadline_reached = True
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
 
     @contextmanager
     def fitting(self):

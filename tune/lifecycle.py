@@ -104,12 +104,18 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
         print(f"Baselines: {len(pending)} of {len(baselines)} grid points run beside the search "
               f"({', '.join(sorted({c.method for _, c in baselines}))}).")
 
+    from ray import tune
+
+    restoring = tune.Tuner.can_restore(folder.experiment(state))  # tuner_for restores it, then
     budget = time_budget_seconds(args, state)
     started = time.monotonic()
     planned = state["extend_samples"] if state["extensions"] else state["num_samples"]
     console = Console(args.verbose, planned, metric, folder, budget)
+    tuner = tuner_for(state, preset, folder, args.retry_errored, budget, console)
+    if restoring and args.time_budget is not None and budget:
+        interruption.stop_after(budget)  # Ray's restored tuner keeps the budget it started with
     with interruption.fitting():
-        results = tuner_for(state, preset, folder, args.retry_errored, budget, console).fit()
+        results = tuner.fit()
     record_failures(results, folder)
     folder.settle_trial_records()
     if interruption.interrupted:  # Tune saved its state and returned: the search is not over
@@ -117,7 +123,7 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
             f"Interrupted by {interruption.name}: {results.num_terminated} of {planned} trials finished"
             f"{f', {results.num_errors} errored' if results.num_errors else ''}; the state is saved. "
             + resume_hint(args))
-    if budget and time.monotonic() - started >= budget:
+    if budget and (interruption.deadline_reached or time.monotonic() - started >= budget):
         print(f"\nTime budget of {budget / 60:g} minutes reached: {len(results)} of {planned} trials ran "
               "(those cut short keep their record at their last scored point). Add trials with: "
               f"python -m tune.search {args.preset} --storage {args.storage} --name {folder.name} --extend K")
@@ -185,9 +191,8 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
     metric = args.metric or DEFAULT_METRIC
     if args.name:
         folder = RunFolder.inside(storage, args.name)  # locked by run_search
-    else:  # the time and a random suffix: jobs started in the same second never share a folder
-        folder = RunFolder.inside(storage, f"{args.preset}-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                           f"{uuid.uuid4().hex[:4]}")
+    else:
+        folder = RunFolder.inside(storage, default_name(args.preset, profile.name))
         folder.lock()
     base = {
         "preset": args.preset,
@@ -252,6 +257,12 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
     }, folder
 
 
+def default_name(preset: str, profile: str) -> str:
+    """PRESET-PROFILE-TIME-XXXX: the time, and a random suffix so that jobs started in the same
+    second never share a folder."""
+    return f"{preset}-{profile}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
 def data_location(data: str) -> str:
     """--data as run.json keeps it: a hub id as given, a path made absolute."""
     return data if data.startswith(HUB_PREFIX) else str(Path(data).resolve())
@@ -284,7 +295,8 @@ def memory_share_gb(cpus_per_trial: int) -> float:
 
 def time_budget_seconds(args: argparse.Namespace, state: dict) -> float | None:
     """--time-budget if given (0 = none), else what the run was started with. It applies to each
-    new search or extension; a resumed search keeps what was left of its own (Ray restores it)."""
+    new search or extension through Ray Tune's time_budget_s; a resume given --time-budget stops at
+    that many minutes from the resume (Interruption.stop_after), at the latest."""
     if args.time_budget is not None:
         state["time_budget_s"] = args.time_budget * 60 or None
     return state.get("time_budget_s")

@@ -75,7 +75,7 @@ PROFILES = {
     # rung. TPE models from the 6th trial on. The TF-IDF baseline only: the frozen embedding pass
     # took about 50 s of both cores for baselines 10 points below TF-IDF (README).
     "cpu": RunProfile("cpu", 16, {"train": 1500, "val": 300, "test": 600}, 192, epochs=2,
-                      evals_per_epoch=4, rung_grace=1, rung_factor=3, time_budget_minutes=10.75, cpus_per_trial=1,
+                      evals_per_epoch=4, rung_grace=1, rung_factor=3, time_budget_minutes=10.25, cpus_per_trial=1,
                       tpe_startup_trials=5, baselines="tfidf"),
     # Every review, 3 epochs. Validation 4 times an epoch (about a minute of an H200 per quarter
     # epoch of the Stella-size model, README "GPU"), rungs at 1/4, 3/4 and 2 1/4 epochs: factor 3

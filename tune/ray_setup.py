@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from core import storage as run_storage
 from core.errors import UserError
@@ -85,9 +86,14 @@ def ray_gpus() -> int:
 
 
 def check_storage_reachable(storage: str) -> None:
-    """Fail before any work when the storage URI's bucket cannot be reached: no
-    credentials, no such bucket, a typo in the scheme."""
+    """Fail before any work when the storage URI's bucket cannot be reached (no credentials, no
+    such bucket, a typo in the scheme), or a local --storage is a file or cannot be written."""
     if not run_storage.is_uri(storage):
+        existing = next((p for p in [storage, *map(str, Path(storage).parents)] if os.path.exists(p)), None)
+        if existing is not None and not os.path.isdir(existing):
+            raise UserError(f"--storage {storage} cannot be used: {existing} is a file, not a folder.")
+        if existing is not None and not os.access(existing, os.W_OK):
+            raise UserError(f"--storage {storage} cannot be used: {existing} is not writable.")
         return
     try:
         problem = None if run_storage.exists(run_storage.bucket(storage)) else "no such bucket"

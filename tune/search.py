@@ -8,7 +8,7 @@ Presets (search_spaces/<preset>.py) name the model, its LoRA target-module prese
   stella   NovaSearch/stella_en_400M_v5; runs the model repository's code (trust_remote_code)
   flan-t5  google/flan-t5-large with a sequence-classification head
 
-Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsample, a 10.75-minute
+Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsample, a 10.25-minute
 search budget on 2 cores), full (every review; the default when a GPU is present).
 
 How the search spends its budget: the preset's seeded configurations run first, then Optuna's TPE
@@ -33,6 +33,7 @@ stay, unfinished ones continue from their last checkpoint (each rung and epoch e
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -123,7 +124,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "class for every review ranks below every other, whatever the metric)")
     parser.add_argument("--time-budget", type=float, metavar="MINUTES",
                         help="stop the search after this many minutes of trials (default: the "
-                             "profile's: 10.75 for cpu, none otherwise; 0 = none). Trials running then "
+                             "profile's: 10.25 for cpu, none otherwise; 0 = none). Trials running then "
                              "are stopped and keep their record at their last scored point, records and "
                              "leaderboard are written, and --extend K adds trials later")
     parser.add_argument("--seed", type=int, help="seed of the searcher and of training (default: 42)")
@@ -148,9 +149,9 @@ def check_flags(args: argparse.Namespace) -> None:
         raise UserError(f"--seed {args.seed}: allowed 0 to {SEED_MAX}.")
     positive = {"--gpu-memory-gb": args.gpu_memory_gb, "--cpu-memory-gb": args.cpu_memory_gb}
     for flag, value in positive.items():
-        if value is not None and not value > 0:  # not NaN either
+        if value is not None and not 0 < value < math.inf:  # not NaN either
             raise UserError(f"{flag} {value:g}: allowed above 0 (GiB).")
-    if args.time_budget is not None and not args.time_budget >= 0:
+    if args.time_budget is not None and not 0 <= args.time_budget < math.inf:
         raise UserError(f"--time-budget {args.time_budget:g}: allowed 0 (no budget) or more minutes.")
     cores = os.cpu_count() or 1
     if args.address is None and args.cpus_per_trial is not None and args.cpus_per_trial > cores:

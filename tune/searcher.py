@@ -18,12 +18,14 @@ study named STUDY_NAME for the search and its extensions), so optuna-dashboard a
 RAY_TRIAL_ID). Ray's experiment-wide stop (the time budget, Ctrl-C) ends running trials without
 calling the searcher (TuneController._schedule_trial_stop); `settle_study` gives those, after the
 search, the state their records show. A run folder in an object store keeps the study only in
-Ray's searcher pickle, and `--extend` rebuilds it from the records.
+Ray's searcher pickle (one moved there from a local folder: from its journal, `study_in_memory`),
+and `--extend` rebuilds it from the records.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 
 import optuna
@@ -33,7 +35,7 @@ from core.errors import ConfigError
 from core import storage as run_storage
 from core.metrics import selection_score
 from core.reports import EPOCH, POINT, SCHEDULE_DONE, SCORE, history_point
-from core.run_folder import RUN_FOLDER_ENV, RunFolder
+from core.run_folder import OPTUNA_JOURNAL, RUN_FOLDER_ENV, RunFolder
 from tune.space import DefineByRun, optuna_distribution, optuna_domains, optuna_params
 
 
@@ -79,13 +81,19 @@ class EpochAwareOptunaSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         """Ray's restore, then the journal of the run folder where it is now: a moved run folder's
-        pickle names the journal where it was."""
+        pickle names the journal where it was. A local run folder moved into a bucket brought its
+        journal along, but a journal cannot be appended to there: the study goes on in memory, as
+        every bucket search's does, from the journal's trials."""
         super().restore(checkpoint_path)
         here = os.environ.get(RUN_FOLDER_ENV)
         if self._storage is None or not here:
             return
-        self._storage = journal_storage(RunFolder(here))
-        self._ot_study = optuna.load_study(study_name=STUDY_NAME, storage=self._storage, sampler=self._sampler)
+        folder = RunFolder(here)
+        self._storage = journal_storage(folder)
+        if self._storage is None:
+            self._ot_study = study_in_memory(folder, self._sampler)
+        else:
+            self._ot_study = optuna.load_study(study_name=STUDY_NAME, storage=self._storage, sampler=self._sampler)
         self._ot_trials = {tid: optuna.Trial(self._ot_study, trial._trial_id) for tid, trial in self._ot_trials.items()}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -136,6 +144,23 @@ class EpochAwareOptunaSearch(OptunaSearch):
             ))
             added += 1
         return added
+
+
+def study_in_memory(folder: RunFolder, sampler) -> optuna.Study:
+    """The run folder's journal (read from wherever the folder is) as an in-memory study. Trials
+    keep their ids: the journal holds this one study, numbered from 0 in the order it created
+    them, and the copy adds them in that order."""
+    from optuna.storages import InMemoryStorage, JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    memory = InMemoryStorage()
+    with tempfile.TemporaryDirectory() as local:
+        copy = os.path.join(local, OPTUNA_JOURNAL)
+        with open(copy, "wb") as file:
+            file.write(run_storage.read_bytes(folder.optuna_journal))
+        optuna.copy_study(from_study_name=STUDY_NAME, from_storage=JournalStorage(JournalFileBackend(copy)),
+                          to_storage=memory)
+    return optuna.load_study(study_name=STUDY_NAME, storage=memory, sampler=sampler)
 
 
 def schedule_done(record: dict) -> bool:

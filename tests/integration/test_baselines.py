@@ -52,3 +52,12 @@ def test_bad_baseline_settings_are_named():
     assert str(error.value) == ("Invalid baseline configuration: method='embed-knn' (allowed: tfidf-logreg, "
                                 "embed-logreg, embed-svm, embed-mlp); C=0 (allowed: above 0, at most 1e6); "
                                 "dropout=1.5 (allowed: 0 to below 1).")
+
+
+def test_the_embedding_cache_is_keyed_by_the_pinned_revision():
+    from trainables.embeddings import embeddings_path
+
+    local = embeddings_path("/run/data", "minilm", "abc", 128, "mean")
+    assert local == embeddings_path("/run/data", "minilm", "abc", 128, "mean", None)  # a local model: as before
+    assert embeddings_path("/run/data", "org/model", "abc", 128, "mean", "1111") != \
+        embeddings_path("/run/data", "org/model", "abc", 128, "mean", "2222")

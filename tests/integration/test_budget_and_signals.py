@@ -111,3 +111,22 @@ def test_sigterm_and_ctrl_c_leave_the_search_unfinished_and_the_same_command_res
     assert resumed["started_at_epochs"][0] == 0
     assert resumed["started_at_epochs"][-1] >= stopped["epochs_run"]  # from its checkpoint
     assert resumed["epochs_run"] == resumed["params"]["epochs"]
+
+
+def test_a_time_budget_given_on_a_resume_applies_from_the_resume(reviews_path, slow_bert, tmp_path):
+    """The search starts without a budget and is stopped (SIGTERM) once a trial has checkpointed;
+    resumed with --time-budget 0.2, it ends about 12 s later as a budget ends a search: finished,
+    the trials cut short keeping their last scored point. (slow_bert: 2 trials take minutes.)"""
+    command = search_command(reviews_path, slow_bert, tmp_path, "later", "--num-samples", "2")
+    run_dir = tmp_path / "later"
+    _, returncode, output = interrupt(command, signal.SIGTERM, lambda: checkpointed_mid_way(run_dir))
+    assert returncode == 143, output[-3000:]
+    resumed = subprocess.run([*command, "--time-budget", "0.2"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "Resuming the unfinished search" in resumed.stdout
+    assert "Time budget of 0.2 minutes reached" in resumed.stdout
+    assert state(run_dir)["finished"] is True
+    records = fine_tune_records(run_dir)
+    assert records and any(r["epochs_run"] < r["params"]["epochs"] for r in records)  # cut, not run out
+    assert (run_dir / "leaderboard" / "leaderboard.md").exists()

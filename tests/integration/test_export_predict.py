@@ -168,3 +168,19 @@ def test_a_checkpoint_ray_never_registered_is_not_exported(records, test_texts, 
     (partial / "trainable.safetensors").write_bytes(b"\x00" * 10)
     _, predictions = export_and_predict(copy, trial, test_texts, tmp_path)
     np.testing.assert_allclose(predictions["prob_real"].to_numpy(), by_trial[trial]["test_prob_real"], atol=2e-5)
+
+
+def test_an_edited_bundle_or_a_bad_out_is_one_line(records, test_texts, tmp_path):
+    run_dir, by_trial = records
+    trial = next(t for t, r in by_trial.items() if r["method"] in ("qlora", "lora"))
+    onto_file = tmp_path / "a-file"
+    onto_file.write_text("x")
+    exported = run("-m", "results.export", str(run_dir), "--out", str(onto_file), "--trial", trial)
+    assert exported.returncode == 2 and "is a file" in exported.stderr and "Traceback" not in exported.stderr
+    bundle = tmp_path / "bundle"
+    assert run("-m", "results.export", str(run_dir), "--out", str(bundle), "--trial", trial).returncode == 0
+    (bundle / "adapter" / "adapter_config.json").write_text("{cut short")
+    predicted = run("-m", "results.predict", str(bundle), str(test_texts), "--out", str(tmp_path / "p.csv"))
+    assert predicted.returncode == 2 and "Traceback" not in predicted.stderr
+    assert predicted.stderr.strip().splitlines()[-1].startswith(f"error: Bundle {bundle} could not be loaded")
+    assert not (tmp_path / "p.csv").exists()

@@ -133,3 +133,29 @@ def test_a_cluster_search_in_a_bucket_resumes_after_a_kill_exports_and_refuses_a
     assert message.startswith(f"--storage s3://{BUCKET}/searches is not visible from node(s) "
                               f"{blind.node_ip_address} (node {blind.node_id[:8]}): this cluster has 3 nodes"), message
     assert not storage.exists(storage.join(f"s3://{BUCKET}/searches", "blind"))
+
+
+def test_a_local_run_folder_moved_into_a_bucket_resumes_there(s3_env, reviews_path, tmp_path):
+    from tests.integration.test_resume import search_command
+
+    # Killed on this machine once a trial has checkpointed with epochs to go...
+    command = search_command(reviews_path, "minilm", tmp_path, "moved", "--num-samples", "2")
+    log = open(tmp_path / "first-run.log", "w")
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               env=s3_env)
+    try:
+        wait_for(lambda: checkpointed_mid_way(tmp_path / "moved"), timeout=300, what="a first epoch checkpoint")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert (tmp_path / "moved" / "optuna.journal").exists()
+    # ...then copied into a bucket and resumed from there: the study goes on from the journal's trials.
+    uri = f"s3://{BUCKET}/moved-in"
+    storage.upload(tmp_path / "moved", f"{uri}/moved")
+    command[command.index("--storage") + 1] = uri
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=s3_env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Resuming the unfinished search" in result.stdout
+    records = fine_tune_records(f"{uri}/moved")
+    assert len(records) == 2 and all("val" in r for r in records)
+    assert json.loads(storage.read_text(f"{uri}/moved/run.json"))["finished"] is True

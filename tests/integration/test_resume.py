@@ -150,3 +150,22 @@ def test_a_trial_over_its_memory_budget_fails_with_a_reason_and_the_search_goes_
 
     analysis = ExperimentAnalysis(str(tmp_path / "budget" / "tune" / "search"))
     assert [trial.run_metadata.num_failures for trial in analysis.trials] == [1, 1]
+
+
+def test_a_second_search_on_a_running_ones_folder_is_refused_and_the_first_ends_whole(reviews_path, tmp_path):
+    command = search_command(reviews_path, "minilm", tmp_path, "busy", "--num-samples", "2")
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "busy" / "run.json").exists(), timeout=120, what="the first search's run.json")
+        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and second.stdout == ""
+        assert lines[0].startswith(f"error: {tmp_path / 'busy'} is in use by another search (pid {first.pid} on ")
+        output, _ = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, output[-3000:]
+    records = fine_tune_records(tmp_path / "busy")
+    assert len(records) == 2 and all(r["epochs_run"] for r in records)

@@ -143,3 +143,27 @@ def test_a_resume_with_the_same_flags_or_none_agrees(started_run, tmp_path):
     assert resume_conflicts(same, state) == []
     extend = argparse.Namespace(**{**vars(same), "num_samples": 50, "extend": 2})  # --extend adds its own
     assert resume_conflicts(extend, state) == []
+
+
+def test_default_run_names_never_collide():
+    import re
+
+    from tune.lifecycle import default_name
+
+    names = {default_name("minilm", "cpu") for _ in range(50)}  # the same second, 50 jobs
+    assert len(names) == 50
+    assert all(re.fullmatch(r"minilm-cpu-\d{8}-\d{6}-[0-9a-f]{4}", name) for name in names)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpu-memory-gb", "inf"], "error: --gpu-memory-gb inf: allowed above 0 (GiB)."),
+    (["--time-budget", "nan"], "error: --time-budget nan: allowed 0 (no budget) or more minutes."),
+])
+def test_flags_that_are_not_finite_are_refused(capsys, args, message, data, tmp_path):
+    code, out, err = search(capsys, "minilm", "--data", data, "--storage", str(tmp_path / "runs"), *args)
+    assert code == 2 and err.startswith(message)
+
+
+def test_a_storage_that_is_a_file_is_refused_in_one_line(capsys, data, tmp_path):
+    code, out, err = search(capsys, "minilm", "--data", data, "--storage", data, "--name", "x")
+    assert code == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1

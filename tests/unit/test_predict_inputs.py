@@ -137,3 +137,9 @@ def test_bad_inputs_and_outputs_are_one_line(capsys, tmp_path, tfidf_bundle, mak
     make(path)
     code, _, err = predict(capsys, tfidf_bundle, path, "--out", tmp_path / out, "--trust-pickle")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_pickle_that_is_not_one_is_one_line(capsys, tmp_path, tfidf_bundle, reviews):
+    (tfidf_bundle / "model.joblib").write_bytes(b"not a pickle at all")
+    code, _, err = predict(capsys, tfidf_bundle, reviews, "--out", tmp_path / "out.csv", "--trust-pickle")
+    assert code == 2 and "could not be loaded" in err and len(err.strip().splitlines()) == 1
