@@ -139,7 +139,7 @@ def test_a_local_run_folder_moved_into_a_bucket_resumes_there(s3_env, reviews_pa
     from tests.integration.test_resume import search_command
 
     # Killed on this machine once a trial has checkpointed with epochs to go...
-    command = search_command(reviews_path, "minilm", tmp_path, "moved", "--num-samples", "2")
+    command = search_command(reviews_path, "minilm", tmp_path, "moved", "--num-samples", "1")
     log = open(tmp_path / "first-run.log", "w")
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                env=s3_env)
@@ -157,5 +157,5 @@ def test_a_local_run_folder_moved_into_a_bucket_resumes_there(s3_env, reviews_pa
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Resuming the unfinished search" in result.stdout
     records = fine_tune_records(f"{uri}/moved")
-    assert len(records) == 2 and all("val" in r for r in records)
+    assert len(records) == 1 and records[0]["epochs_run"] == records[0]["params"]["epochs"]
     assert json.loads(storage.read_text(f"{uri}/moved/run.json"))["finished"] is True
