@@ -38,20 +38,14 @@ def resume_hint(args: argparse.Namespace) -> str:
 
 def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     """Start, resume or extend the search in STORAGE/NAME, then print and write the leaderboard."""
-    import ray
-
     from search_spaces import load_preset
     from tune.baseline_tasks import baseline_configs, finish_baselines, launch_baselines
 
-    preset = load_preset(args.preset)
-    if args.extend is not None and args.extend < 1:
-        raise UserError("--extend takes the number of trials to add, 1 or more.")
+    preset = load_preset(args.preset)  # flags out of range: refused before this (tune/search.check_flags)
     if (args.resume or args.extend) and not args.name:
         raise UserError("Name the search to resume or extend with --name.")
     if args.trials_per_gpu < 1:
         raise UserError("--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more.")
-    if args.time_budget is not None and args.time_budget < 0:
-        raise UserError("--time-budget takes minutes, 0 (no budget) or more.")
     folder = RunFolder.inside(args.storage, args.name) if args.name else None
     storage = run_storage.absolute(args.storage)
     check_storage_reachable(storage)
@@ -104,14 +98,11 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
         print(f"Baselines: {len(pending)} of {len(baselines)} grid points run beside the search "
               f"({', '.join(sorted({c.method for _, c in baselines}))}).")
 
-    from ray import tune
-
-    restoring = tune.Tuner.can_restore(folder.experiment(state))  # tuner_for restores it, then
     budget = time_budget_seconds(args, state)
     started = time.monotonic()
     planned = state["extend_samples"] if state["extensions"] else state["num_samples"]
     console = Console(args.verbose, planned, metric, folder, budget)
-    tuner = tuner_for(state, preset, folder, args.retry_errored, budget, console)
+    tuner, restoring = tuner_for(state, preset, folder, args.retry_errored, budget, console)
     if restoring and args.time_budget is not None and budget:
         interruption.stop_after(budget)  # Ray's restored tuner keeps the budget it started with
     with interruption.fitting():
@@ -145,7 +136,8 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
 def tuner_for(state: dict, preset, folder: RunFolder, retry_errored: bool, budget: float | None,
               console: Console):
     """The Tuner of the run's current experiment: restored from its folder when Ray saved one
-    there, else new (the first search, or an extension that had not saved its first state)."""
+    there, else new (the first search, or an extension that had not saved its first state); and
+    whether it was restored."""
     from ray import tune
 
     experiment = folder.experiment(state)
@@ -155,11 +147,11 @@ def tuner_for(state: dict, preset, folder: RunFolder, retry_errored: bool, budge
         # param_space: trials not yet created read the data where the run folder is now
         # Its console is the one it was started with (Ray restores the RunConfig it pickled).
         return tune.Tuner.restore(experiment, trainable=trainable(), param_space=state["base"],
-                                  resume_unfinished=True, restart_errored=retry_errored)
+                                  resume_unfinished=True, restart_errored=retry_errored), True
     storage_path, name = run_storage.parent(experiment), run_storage.name(experiment)
     if not state["extensions"]:
         return new_tuner(new_searcher(preset, state, preset.SEEDS, folder), state["base"], state["num_samples"],
-                         state["max_concurrent"], storage_path, name, budget, console)
+                         state["max_concurrent"], storage_path, name, budget, console), False
     from results.leaderboard import load_records
 
     searcher = new_searcher(preset, state, [], folder)
@@ -168,7 +160,7 @@ def tuner_for(state: dict, preset, folder: RunFolder, retry_errored: bool, budge
     print(f"Extending {folder} by {state['extend_samples']} trials ({state['experiment']}/), the searcher "
           f"warm-started from every finished trial ({added}).")
     return new_tuner(searcher, state["base"], state["extend_samples"], state["max_concurrent"], storage_path,
-                     name, budget, console)
+                     name, budget, console), False
 
 
 def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[dict, RunFolder]:
