@@ -45,7 +45,7 @@ def main() -> None:
     print(f"{data.cleaning}; split {data.rows}; hash {data.split_hash}; max length {data.max_length}", flush=True)
     started = time.perf_counter()
     path, _ = cached_embeddings(data.data_dir, data.tokens_file, preset.MODEL, data.split_hash, data.max_length,
-                                preset.POOLING, tokenizer.pad_token_id or 0, preset.TRUST_REMOTE_CODE,
+                                preset.POOLING, tokenizer.pad_token_id or 0, trust_remote_code=preset.TRUST_REMOTE_CODE,
                                 overrides=loading_overrides(args.preset))
     embed_seconds = time.perf_counter() - started
     print(f"embeddings in {embed_seconds:.0f} s", flush=True)

@@ -40,12 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.metrics import selection_score  # noqa: E402
-from core.record import find_records, read_record  # noqa: E402
+from core.record import FINE_TUNES, find_records, read_record  # noqa: E402
 from core.reports import history_point  # noqa: E402
 from results.importance import rungs_of  # noqa: E402
 from tune.searcher import STUDY_NAME, journal_storage, schedule_done  # noqa: E402
-
-FINE_TUNES = ("qlora", "lora", "full")
 
 
 def run_design(code_dir: Path, data: str, storage: Path, seed: int, minutes: float) -> dict:

@@ -78,12 +78,13 @@ def measure(name: str, model_path: str, texts, labels, tokenizer, device, *, max
     rng = np.random.default_rng(0)
     warmup = (ids[: batch_size * 2], labels[: batch_size * 2])  # kernels, allocator, caches, compilation
     started = time.perf_counter()
-    train_epoch(model, optimizer, scheduler, warmup, batch_size, tokenizer.pad_token_id, device, rng, pad_to, grouped)
+    options = {"batch_size": batch_size, "pad_id": tokenizer.pad_token_id, "device": device, "rng": rng,
+               "pad_to": pad_to, "group_by_length": grouped}
+    train_epoch(model, optimizer, scheduler, warmup, **options)
     warmup_seconds = time.perf_counter() - started
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    stats = train_epoch(model, optimizer, scheduler, (ids, labels), batch_size, tokenizer.pad_token_id, device,
-                        rng, pad_to, grouped)
+    stats = train_epoch(model, optimizer, scheduler, (ids, labels), **options)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result = {

@@ -1,9 +1,9 @@
 """Per-group test results: the group of every test review, and each group's metrics.
 
-The prepared split (RUN_DIR/data/split.parquet) keeps a `group` column when the data has groups
+The prepared split (the run's DataFolder.split) keeps a `group` column when the data has groups
 (product categories); its test rows are in the same order as every trial's and baseline's test
 predictions (core/tokens.py and the TF-IDF baseline read the split in file order). The split's
-protocol (random, or which groups were held out) is written beside it in protocol.json.
+protocol (random, or which groups were held out) is written beside it (DataFolder.protocol).
 """
 
 from __future__ import annotations
@@ -19,27 +19,37 @@ import pandas as pd
 from core import storage
 from core.data import RANDOM_PROTOCOL
 from core.metrics import classification_metrics
-
-SPLIT_FILE = "split.parquet"
-PROTOCOL_FILE = "protocol.json"
+from core.run_folder import DataFolder
 
 
 def write_protocol(data_dir: str, protocol: str, group_col: str | None, test_groups: list[str] | None) -> None:
-    storage.write_text(storage.join(data_dir, PROTOCOL_FILE), json.dumps(
+    storage.write_text(DataFolder(data_dir).protocol, json.dumps(
         {"protocol": protocol, "group_col": group_col, "test_groups": sorted(test_groups or [])}, indent=1))
 
 
 def read_protocol(data_dir: str) -> dict:
     """What write_protocol wrote; a run prepared before protocols: a random split without groups."""
-    location = storage.join(data_dir, PROTOCOL_FILE)
+    location = DataFolder(data_dir).protocol
     if not storage.exists(location):
         return {"protocol": RANDOM_PROTOCOL, "group_col": None, "test_groups": []}
     return json.loads(storage.read_text(location))
 
 
+def write_split(data_dir: str, split: pd.DataFrame) -> None:
+    table = io.BytesIO()
+    split.to_parquet(table, index=False)
+    storage.write_bytes(DataFolder(data_dir).split, table.getvalue())
+
+
+def read_split(data_dir: str) -> pd.DataFrame:
+    """The prepared split: text, label, split (and group) of every row, in the order every test
+    prediction follows."""
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(DataFolder(data_dir).split)))
+
+
 def test_row_groups(data_dir: str) -> list[str] | None:
     """The group of each test review in prediction order, or None when the run has no groups."""
-    split = pd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(data_dir, SPLIT_FILE))))
+    split = read_split(data_dir)
     if "group" not in split.columns:
         return None
     return split.loc[split["split"] == "test", "group"].astype(str).tolist()

@@ -1,11 +1,17 @@
 """The run folder: the one place that knows its layout, and the one writer of its records.
 
     STORAGE/NAME/
-      run.json                       what the search was started with and how far it got
-      data/                          the prepared split, token and embedding caches (tune/prepare.py)
-      trials/<trial id>/record.json  one record per fine-tuning trial
-      baselines/<id>/record.json     one record per baseline grid point, beside its fitted model
-      train/<trial id>/              Ray Train's run of each trial: its epoch checkpoints
+      run.json                       what the search was started with and how far it got (tune/run_state.py)
+      data/                          the prepared data (tune/prepare.py), a DataFolder:
+        split.parquet                  text, label, split (and group) of every row the run uses
+        protocol.json                  how test was chosen: a random split, or the held-out groups
+        tokens-<key>.parquet           token ids per row, per (tokenizer, max length, split hash)
+        embeddings-<key>.npz           the baselines' frozen embeddings, per (model, revision, ...)
+        micro_batches.json             the GPU probe's largest micro-batches (trainables/batch_probe.py)
+      trials/<trial id>/record.json  one record per fine-tuning trial (core/record.py)
+      baselines/<id>/record.json     one record per baseline grid point, beside its fitted model.joblib
+      train/<trial id>/              Ray Train's run of each trial: its checkpoints, each holding
+        checkpoint_*/                  trainable.safetensors, training_state.pt, record_at_checkpoint.json
       tune/search/, tune/extend-N/   Ray Tune's experiments: the first search, then each --extend
       optuna.journal                 the Optuna study of the search and its extensions (local run folders)
       leaderboard/                   the analyzer's tables and plots
@@ -27,19 +33,27 @@ from typing import Any
 
 from core import storage
 from core.errors import UserError
-from core.record import RECORD_NAME, find_records, read_record, write_record
 from core.run_lock import lock_run_folder
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 STATE_FILE = "run.json"
+RECORD_FILE = "record.json"
+BASELINE_MODEL_FILE = "model.joblib"
+SPLIT_FILE = "split.parquet"
+PROTOCOL_FILE = "protocol.json"
+MICRO_BATCH_FILE = "micro_batches.json"
+# A checkpoint folder's files (trainables/training.py writes them, export reads the weights)
+CHECKPOINT_WEIGHTS = "trainable.safetensors"
+CHECKPOINT_STATE = "training_state.pt"
 TUNE_FOLDER = "tune"
 FIRST_EXPERIMENT = "search"
 # Set by the search for every Ray task and actor of its job (ray.init's runtime_env): where the run
 # folder is now. A trial restored from a run folder that was moved has its old location in its
 # saved config; this wins.
 RUN_FOLDER_ENV = "REVIEW_TUNE_RUN_FOLDER"
-# Each checkpoint (a trial's scored report points, core/reports.py) holds the trial's record as of that point, under a name the record search
-# (find_records) does not match: the record to trust when a stop fell between the two writes.
+# Each checkpoint (a trial's scored report points, core/reports.py) holds the trial's record as of
+# that point, under a name the record search (record_paths) does not match: the record to trust
+# when a stop fell between the two writes.
 CHECKPOINT_RECORD = "record_at_checkpoint.json"
 OPTUNA_JOURNAL = "optuna.journal"
 # Ray Train (2.x, the v2 trainer) rewrites this beside a run's checkpoints each time it registers
@@ -55,6 +69,38 @@ def check_name(name: str) -> str:
         raise UserError(f"--name {name!r} is not a run folder name: use letters, digits, '.', '_' and '-' "
                         "only (no '/', not '.' or '..'); the run folder is always created inside --storage.")
     return name
+
+
+@dataclass(frozen=True)
+class DataFolder:
+    """RUN_DIR/data: what tune/prepare.py writes once and every trial and baseline reads."""
+
+    path: str
+
+    @property
+    def split(self) -> str:
+        return storage.join(self.path, SPLIT_FILE)
+
+    @property
+    def protocol(self) -> str:
+        return storage.join(self.path, PROTOCOL_FILE)
+
+    @property
+    def micro_batches(self) -> str:
+        return storage.join(self.path, MICRO_BATCH_FILE)
+
+    @staticmethod
+    def tokens_name(key: str) -> str:
+        """The token cache's file name, as run.json keeps it (`tokens_file`)."""
+        return f"tokens-{key}.parquet"
+
+    @staticmethod
+    def embeddings_name(key: str) -> str:
+        return f"embeddings-{key}.npz"
+
+    def file(self, name: str) -> str:
+        """A cache file of this folder by the name a run's state or config keeps."""
+        return storage.join(self.path, name)
 
 
 @dataclass(frozen=True)
@@ -98,7 +144,7 @@ class RunFolder:
         the search that holds it."""
         lock_run_folder(self.lock_location, self.path)
 
-    # State
+    # State (its fields: tune/run_state.py)
     def read_state(self) -> dict[str, Any] | None:
         location = storage.join(self.path, STATE_FILE)
         return json.loads(storage.read_text(location)) if storage.exists(location) else None
@@ -111,15 +157,24 @@ class RunFolder:
     def data(self) -> str:
         return storage.join(self.path, "data")
 
-    # Records
+    @property
+    def data_folder(self) -> DataFolder:
+        return DataFolder(self.data)
+
+    # Records (their schema: core/record.py)
     def trial_record(self, trial_id: str) -> str:
-        return storage.join(self.path, "trials", trial_id, RECORD_NAME)
+        return storage.join(self.path, "trials", trial_id, RECORD_FILE)
 
     def baseline_record(self, baseline_id: str) -> str:
-        return storage.join(self.path, "baselines", baseline_id, RECORD_NAME)
+        return storage.join(self.path, "baselines", baseline_id, RECORD_FILE)
 
-    def record_paths(self) -> list[str]:
-        return find_records(self.path)
+    def baseline_model(self, baseline_id: str) -> str:
+        """The fitted baseline (joblib), beside its record."""
+        return storage.join(self.path, "baselines", baseline_id, BASELINE_MODEL_FILE)
+
+    def record_paths(self, under: str = "") -> list[str]:
+        """Every record.json in the run folder (or in its subfolder `under`: "trials", "baselines")."""
+        return find_records(storage.join(self.path, under) if under else self.path)
 
     # Ray
     @property
@@ -144,34 +199,15 @@ class RunFolder:
         checkpoint = storage.join(location, storage.name(latest["checkpoint_dir_name"]))
         return checkpoint if storage.exists(checkpoint) else None
 
-    def settle_trial_records(self) -> int:
-        """Make each trial's record agree with its latest checkpoint: a trial stopped after storing
-        an epoch's checkpoint but before rewriting its record takes the checkpoint's copy (its
-        failure, if any, kept). Returns how many records were brought forward."""
-        settled = 0
-        for path in find_records(storage.join(self.path, "trials")):
-            record = read_record(path)
-            checkpoint = (self.latest_checkpoint(storage.name(record["train_run_dir"]))
-                          if "train_run_dir" in record else None)
-            copy = storage.join(checkpoint, CHECKPOINT_RECORD) if checkpoint else None
-            if not copy or not storage.exists(copy):
-                continue
-            saved = read_record(copy)
-            if saved["epochs_run"] > (record.get("epochs_run") or 0):
-                saved.update({key: record[key] for key in ("status", "error", "out_of_memory") if key in record})
-                write_record(path, saved)
-                settled += 1
-        return settled
-
     @property
     def tune(self) -> str:
         """Ray Tune's storage_path: one experiment per search and per --extend."""
         return storage.join(self.path, TUNE_FOLDER)
 
-    def experiment(self, state: dict[str, Any]) -> str:
-        """The folder of the state's current Tune experiment. A run folder from before the tune/
-        subfolder names its experiment relative to the run folder ('' = the run folder itself)."""
-        return storage.join(self.path, state["experiment"]) if state["experiment"] else self.path
+    def experiment(self, relative: str) -> str:
+        """The folder of a Tune experiment, given as run.json names it (experiment_name). A run
+        folder from before the tune/ subfolder names it '' (the run folder itself)."""
+        return storage.join(self.path, relative) if relative else self.path
 
     @staticmethod
     def experiment_name(extension: int) -> str:
@@ -193,3 +229,8 @@ class RunFolder:
         storage that the search owns, beside the run folder and never inside it, so a refused
         search leaves no run folder behind (an object store keeps even an emptied folder)."""
         return storage.join(self.storage_root, ".search-checks", f"{self.name}-{token}")
+
+
+def find_records(location: str) -> list[str]:
+    """Every record.json under a folder or URI (a run folder, or any folder of them)."""
+    return storage.find(location, RECORD_FILE)

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import torch
 
 from core import storage
+from core.run_folder import DataFolder
 
 LENGTH_COVERAGE = 0.98  # max length covers this share of reviews without truncation
 
@@ -43,9 +44,10 @@ def tokenize_split(split: pd.DataFrame, tokenizer, max_length: int) -> pa.Table:
 
 
 def cached_tokens(split: pd.DataFrame, tokenizer, tokenizer_id: str, max_length: int,
-                  split_hash: str, cache_dir: str) -> str:
-    """Location of the tokenized split, writing it only when this key was never tokenized."""
-    location = storage.join(cache_dir, f"tokens-{tokens_key(tokenizer_id, max_length, split_hash)}.parquet")
+                  split_hash: str, data_dir: str) -> str:
+    """Location of the tokenized split in the run's data folder, written only when this key was
+    never tokenized."""
+    location = DataFolder(data_dir).file(DataFolder.tokens_name(tokens_key(tokenizer_id, max_length, split_hash)))
     if not storage.exists(location):
         sink = pa.BufferOutputStream()
         pq.write_table(tokenize_split(split, tokenizer, max_length), sink)

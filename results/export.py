@@ -25,9 +25,9 @@ import torch
 from core import storage
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC, selection_score
-from core.run_folder import RunFolder
-from results.leaderboard import ci_text, leaderboard_rows, load_records, rank, run_metric, scored
-from trainables.config import METHODS
+from core.record import is_fine_tune, load_records
+from core.run_folder import BASELINE_MODEL_FILE, CHECKPOINT_WEIGHTS, RunFolder
+from results.leaderboard import ci_text, leaderboard_rows, rank, run_metric, scored
 
 BUNDLE_FILE = "bundle.json"
 
@@ -36,7 +36,7 @@ def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_
     """(the record to export, why it was chosen). Default: the fine-tune with the best validation
     score (constant predictors last), whatever a baseline scored."""
     if trial is None:
-        fine_tunes = [r for r in scored(records) if r["method"] in METHODS]
+        fine_tunes = [r for r in scored(records) if is_fine_tune(r)]
         if not fine_tunes:
             raise UserError("No fine-tuning trial reached its first report point, so there is no adapter to export. "
                             "Export a baseline with --trial ID: "
@@ -74,7 +74,7 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     try:
-        if record["method"] in ("qlora", "lora", "full"):
+        if is_fine_tune(record):
             bundle = export_fine_tune(folder, record, out, merge)
         else:
             bundle = export_baseline(record, out)
@@ -110,7 +110,6 @@ def export_fine_tune(folder: RunFolder, record: dict, out: Path, merge: bool) ->
         load_trainable_state_dict,
         resolve_model_path,
     )
-    from trainables.training import WEIGHTS_FILE
 
     config = FineTuneConfig.from_dict(record["config"])  # trust_remote_code: checked by export()
     # The trial's Train run in the run folder where it is now, not where the search wrote it: a
@@ -120,7 +119,7 @@ def export_fine_tune(folder: RunFolder, record: dict, out: Path, merge: bool) ->
     if checkpoint is None:
         raise UserError(f"No checkpoint under {folder.train_run(train_run)}; the trial never reached its first report point.")
     model = build_classifier(config, torch.device("cpu"))
-    load_trainable_state_dict(model, load(storage.read_bytes(storage.join(checkpoint, WEIGHTS_FILE))))
+    load_trainable_state_dict(model, load(storage.read_bytes(storage.join(checkpoint, CHECKPOINT_WEIGHTS))))
     load_tokenizer(config.model, config.trust_remote_code, config.model_revision).save_pretrained(out / "tokenizer")
     if config.method == "full":
         model.save_pretrained(out / "model")
@@ -171,16 +170,14 @@ def needs_remote_code(record: dict) -> bool:
 
 
 def export_baseline(record: dict, out: Path) -> dict:
-    from trainables.baselines import MODEL_FILE
-
-    source = storage.join(storage.parent(record["record_path"]), MODEL_FILE)
+    source = storage.join(storage.parent(record["record_path"]), BASELINE_MODEL_FILE)  # beside its record
     if not storage.exists(source):
         raise UserError(f"{source} is missing; rerun the baseline to export it.")
-    (out / MODEL_FILE).write_bytes(storage.read_bytes(source))
+    (out / BASELINE_MODEL_FILE).write_bytes(storage.read_bytes(source))  # the same name in the bundle
     print("warning: baseline bundles hold a joblib pickle; loading one runs code, so results.predict "
           "asks for --trust-pickle. Load only bundles you made or trust.", file=sys.stderr)
     config = record["config"]
-    bundle = {"kind": "baseline", "model_file": MODEL_FILE, "config": config}
+    bundle = {"kind": "baseline", "model_file": BASELINE_MODEL_FILE, "config": config}
     if record["method"].startswith("embed-"):
         from search_spaces import load_preset
         from trainables.model import load_tokenizer

@@ -18,10 +18,13 @@ import warnings
 
 from core.errors import ConfigError
 from core.metrics import selection_score
+from core.record import FINE_TUNES
 from core.reports import EPOCH, history_point, rung_points
+from search_spaces import load_preset
+from search_spaces.distributions import Branches, LogUniform, Uniform
+from search_spaces.optuna_space import optuna_distribution, optuna_domains, optuna_params
 
 MIN_TRIALS = 6
-FINE_TUNES = ("qlora", "lora", "full")
 ALL_METHODS = "all fine-tunes"
 IMPORTANCE_SEED = 0
 
@@ -51,8 +54,6 @@ def method_study(reached: list[tuple[dict, dict]], metric: str, pooled: bool):
     current space (a search from an older space). `pooled`: only the settings every method has."""
     import optuna
 
-    from search_spaces import load_preset
-    from tune.space import optuna_distribution, optuna_domains, optuna_params
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
@@ -77,7 +78,6 @@ def shared_settings(params: dict, distributions: dict, space: dict) -> tuple[dic
     branches' ranges (Optuna's fANOVA needs one distribution per name across trials)."""
     import optuna
 
-    from search_spaces.distributions import Branches, LogUniform, Uniform
 
     kept_params, kept = {}, {}
     for key, domain in space.items():

@@ -27,7 +27,7 @@ from core import storage
 from core.data import RANDOM_PROTOCOL
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, selection_score
-from core.record import find_records, read_record
+from core.record import has_scores, is_failed, load_records
 from core.run_folder import RunFolder
 
 BOOTSTRAP_SAMPLES = 2000
@@ -40,37 +40,13 @@ GROUP_NOTE = ("Test F1 of each method's best trial on each group's test reviews,
               "interval; ▼ marks a group whose whole interval lies below the trial's overall one.")
 
 
-def load_records(run_dir: str) -> list[dict]:
-    paths = find_records(run_dir)
-    if not paths:
-        raise UserError(f"No trial records (record.json) under {run_dir}. Is it a run folder?")
-    records = []
-    for path in paths:
-        record = read_record(path)
-        record["record_path"] = str(path)
-        records.append(record)
-    protocols = sorted({r.get("protocol", RANDOM_PROTOCOL) for r in records})
-    if len(protocols) > 1:
-        raise UserError(
-            f"Records in {run_dir} come from different test protocols ({'; '.join(protocols)}); a "
-            "held-out group's score is not comparable with a random split's. Compare one run folder at a time."
-        )
-    hashes = sorted({r["split_hash"] for r in records})
-    if len(hashes) > 1:
-        raise UserError(
-            f"Records in {run_dir} come from different data splits ({', '.join(hashes)}); "
-            "their scores cannot be compared. Compare one run folder (or one split) at a time."
-        )
-    return records
-
-
 def scored(records: list[dict]) -> list[dict]:
     """Records with metrics: every finished trial, and failed ones that reached a report point first."""
-    return [r for r in records if "val" in r]
+    return [r for r in records if has_scores(r)]
 
 
 def failed(records: list[dict]) -> list[dict]:
-    return [r for r in records if r.get("status") == "failed"]
+    return [r for r in records if is_failed(r)]
 
 
 def run_metric(run_dir: str) -> str:
@@ -178,8 +154,8 @@ def leaderboard_rows(records: list[dict], metric: str = DEFAULT_METRIC) -> list[
             "wall_seconds": r.get("train_seconds", 0) + r.get("eval_seconds", 0),
             "gpu_minutes": minutes if on_gpu else 0.0,
             "cpu_minutes": 0.0 if on_gpu else minutes,
-            "gpu_peak_mb": r.get("gpu_peak_mb", r.get("peak_memory_mb") if on_gpu else None),
-            "cpu_peak_rss_mb": r.get("cpu_peak_rss_mb", None if on_gpu else r.get("peak_memory_mb")),
+            "gpu_peak_mb": r.get("gpu_peak_mb"),  # a record from before the two keys: core.record.upgrade_record
+            "cpu_peak_rss_mb": r.get("cpu_peak_rss_mb"),
             "trainable_params": r.get("trainable_params"),
             "adapter_bytes": r.get("adapter_bytes"),
             "p_vs_top": p_value,

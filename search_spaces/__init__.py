@@ -2,13 +2,13 @@
 
 Each preset module defines:
     MODEL              hub id or local folder of the backbone ("minilm" resolves to the packaged copy)
-    ARCH               "encoder" or "encoder-decoder"
     TRUST_REMOTE_CODE  True only where the model needs code from its repository (Stella)
     HEAD               the classification head's module names (kept out of quantization, trained)
     POOLING            how the frozen backbone is pooled into one embedding (baselines)
     TARGET_MODULES     named target-module presets: name -> module-name suffixes for LoRA
     SPACE              distributions (search_spaces.distributions); every key is a FineTuneConfig field;
-                       `method` is a Branches: each method draws only its own settings
+                       `method` is a Branches: each method draws only its own settings (the adapter
+                       methods' LoRA settings: distributions.adapter_settings)
     SEEDS              known-good trial settings, evaluated before the searcher draws
     DEFAULTS           fixed trial settings for this preset (batch size, ...)
 

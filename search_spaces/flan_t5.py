@@ -1,10 +1,9 @@
 """FLAN-T5-large (google/flan-t5-large, 780M parameters) with a sequence-classification head
 (transformers' T5ForSequenceClassification: encoder-decoder, head on the final decoder state)."""
 
-from search_spaces.distributions import branches, choice, loguniform, uniform
+from search_spaces.distributions import adapter_settings, branches, loguniform
 
 MODEL = "google/flan-t5-large"
-ARCH = "encoder-decoder"
 TRUST_REMOTE_CODE = False
 HEAD = ["classification_head"]
 POOLING = "encoder-mean"
@@ -15,15 +14,8 @@ TARGET_MODULES = {
     "qkvo_mlp": ["q", "k", "v", "o", "wi_0", "wi_1", "wo"],
 }
 
-ADAPTER = {
-    "target_modules": choice(list(TARGET_MODULES)),
-    "lora_r": choice([8, 16, 32]),
-    "lora_alpha": choice([16, 32, 64]),
-    "lora_dropout": uniform(0.0, 0.1),
-    "use_rslora": choice([False, True]),
-    # T5 tolerates larger adapter steps than BERT-style encoders.
-    "learning_rate": loguniform(1e-4, 2e-3),
-}
+# T5 tolerates larger adapter steps than BERT-style encoders.
+ADAPTER = adapter_settings(TARGET_MODULES, loguniform(1e-4, 2e-3))
 
 SPACE = {
     # 780M parameters: adapters only, as in the study.

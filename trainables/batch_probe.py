@@ -15,10 +15,10 @@ from dataclasses import replace
 import torch
 
 from core import storage
+from core.run_folder import DataFolder
 from trainables.config import FineTuneConfig
 from trainables.model import enable_gradient_checkpointing
 
-CACHE_FILE = "micro_batches.json"
 HEADROOM = 0.9
 
 
@@ -48,7 +48,7 @@ def cache_key(config: FineTuneConfig, device: torch.device) -> str:
 
 def largest_micro_batch(model: torch.nn.Module, config: FineTuneConfig, device: torch.device) -> int:
     """The largest of batch_size, batch_size/2, ..., 1 that fits; 0 when not even 1 does."""
-    cache = storage.join(config.data_dir, CACHE_FILE)
+    cache = DataFolder(config.data_dir).micro_batches
     known = json.loads(storage.read_text(cache)) if storage.exists(cache) else {}
     key = cache_key(config, device)
     if key in known:

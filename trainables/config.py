@@ -12,9 +12,12 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.metrics import SELECTION_METRICS
+from core.record import ADAPTER_METHODS, FINE_TUNES, Record, identity
+from core.reports import scored_points
+from core.run_folder import RunFolder
+from search_spaces import PRESETS, load_preset
 
-METHODS = ("qlora", "lora", "full")
-ADAPTER_METHODS = ("qlora", "lora")
+METHODS = FINE_TUNES
 # What a trial's record lists as its settings: the adapter's only for adapter methods.
 TRAINING_SETTINGS = ("method", "learning_rate", "epochs", "batch_size", "max_length")
 ADAPTER_SETTINGS = ("target_modules", "lora_r", "lora_alpha", "lora_dropout", "use_rslora")
@@ -86,8 +89,6 @@ class FineTuneConfig:
     split_hash: str = ""
 
     def __post_init__(self) -> None:
-        from search_spaces import PRESETS, load_preset
-
         problems = []
         if self.method not in METHODS:
             problems.append(f"method={self.method!r} (allowed: {', '.join(METHODS)})")
@@ -139,14 +140,10 @@ class FineTuneConfig:
     @property
     def scored_points(self) -> set[int]:
         """The report points where the trial also scores test and stores a checkpoint."""
-        from core.reports import scored_points
-
         return scored_points(self.evals_per_epoch, self.epochs, self.rung_grace, self.rung_factor)
 
     @property
     def data_dir(self) -> str:
-        from core.run_folder import RunFolder
-
         return RunFolder(self.run_dir).data
 
     @property
@@ -156,6 +153,12 @@ class FineTuneConfig:
 
     @property
     def target_module_names(self) -> list[str]:
-        from search_spaces import load_preset
-
         return list(load_preset(self.preset).TARGET_MODULES[self.target_modules])
+
+
+def trial_identity(config: FineTuneConfig, trial_id: str, searched: FineTuneConfig | None = None) -> Record:
+    """What a trial's record says it is: its settings as the searcher drew them (`searched`), its
+    config as trained (a GPU's measured micro-batch, accumulation, checkpointing)."""
+    return identity(method=config.method, preset=config.preset, model=config.model, trial_id=trial_id,
+                    params=(searched or config).searched_params(), config=config.to_dict(),
+                    split_hash=config.split_hash, seed=config.seed)

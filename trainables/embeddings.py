@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModel
 
 from core import storage
+from core.run_folder import DataFolder
 from core.tokens import collate, read_tokens, sorted_batches
 from trainables.model import resolve_model_path
 
@@ -27,8 +28,8 @@ def embeddings_key(model: str, split_hash: str, max_length: int, pooling: str, r
 
 def embeddings_path(data_dir: str, model: str, split_hash: str, max_length: int, pooling: str,
                     revision: str | None = None) -> str:
-    key = embeddings_key(model, split_hash, max_length, pooling, revision)
-    return storage.join(data_dir, f"embeddings-{key}.npz")
+    return DataFolder(data_dir).file(DataFolder.embeddings_name(embeddings_key(model, split_hash, max_length,
+                                                                              pooling, revision)))
 
 
 def load_backbone(model: str, pooling: str, trust_remote_code: bool, device: torch.device,
@@ -59,7 +60,7 @@ def embed(backbone, ids: list[np.ndarray], pad_id: int, device: torch.device, ba
 
 
 def cached_embeddings(data_dir: str, tokens_file: str, model: str, split_hash: str, max_length: int,
-                      pooling: str, pad_id: int, trust_remote_code: bool = False,
+                      pooling: str, pad_id: int, *, trust_remote_code: bool = False,
                       device: torch.device | None = None, overrides: dict | None = None,
                       revision: str | None = None) -> tuple[str, bool]:
     """(location of the cached embeddings, whether this call computed them)."""
@@ -71,7 +72,7 @@ def cached_embeddings(data_dir: str, tokens_file: str, model: str, split_hash: s
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone = load_backbone(model, pooling, trust_remote_code, device, overrides, revision)
     arrays = {}
-    for name, (ids, labels) in read_tokens(storage.join(data_dir, tokens_file)).items():
+    for name, (ids, labels) in read_tokens(DataFolder(data_dir).file(tokens_file)).items():
         arrays[f"{name}_x"] = embed(backbone, ids, pad_id, device)
         arrays[f"{name}_y"] = labels
     buffer = io.BytesIO()

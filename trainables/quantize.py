@@ -32,12 +32,6 @@ def nf4_config(skip_modules: list[str], device: torch.device):
     )
 
 
-def count_4bit_layers(model: torch.nn.Module) -> int:
-    import bitsandbytes as bnb
-
-    return sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
-
-
 def keep_training_layout(model: torch.nn.Module) -> None:
     """Stop bitsandbytes from repacking 4-bit weights for CPU inference.
 

@@ -25,12 +25,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from core import storage
 from core.groups import SplitGroups
 from core.metrics import classification_metrics, selection_score
-from core.record import library_versions, read_record, write_record
+from core.record import library_versions, read_record, scored_record, write_record
 from core.reports import EPOCH, POINT, SCHEDULE_DONE, SCORE
-from core.run_folder import CHECKPOINT_RECORD, RunFolder
+from core.run_folder import CHECKPOINT_RECORD, CHECKPOINT_STATE, CHECKPOINT_WEIGHTS, DataFolder, RunFolder
 from core.tokens import (
     collate,
     length_grouped_batches,
@@ -38,7 +37,7 @@ from core.tokens import (
     sorted_batches,
 )
 from trainables.batch_probe import fit_card
-from trainables.config import FineTuneConfig
+from trainables.config import FineTuneConfig, trial_identity
 from trainables.model import (
     build_classifier,
     load_tokenizer,
@@ -49,11 +48,8 @@ from trainables.model import (
     trainable_state_dict,
 )
 
-WEIGHTS_FILE = "trainable.safetensors"
-STATE_FILE = "training_state.pt"
 
-
-def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: torch.device,
+def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: torch.device, *,
               resume_from: str | None = None, report: Callable[[dict, str | None], None] | None = None,
               train_run: str | None = None, placement: dict | None = None,
               started_at: float | None = None, marks: dict[str, float] | None = None) -> dict:
@@ -67,58 +63,27 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
     """
     started_at = started_at or time.time()
     marks = {**(marks or {}), "fine_tune_called": time.time()}
-    if device.type == "cuda":
-        cap_cuda_memory(device, config.gpu_memory_gb)
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        torch.set_num_threads(config.cpus_per_worker)
+    setup_device(config, device)
     seed_everything(config.seed)
-
-    data = read_tokens(storage.join(config.data_dir, config.tokens_file))
-    test_groups = SplitGroups.of_run(config.data_dir)
-    pad_id = load_tokenizer(config.model, config.trust_remote_code, config.model_revision).pad_token_id or 0
+    data, test_groups, pad_id = read_run_data(config)
     marks["data_read"] = time.time()
     model = build_classifier(config, device)
     marks["model_built"] = time.time()
-    searched = config
-    if device.type == "cuda":  # measure the largest micro-batch the cap allows (cached per run)
-        state = rng_state()
-        config = fit_card(model, config, device)
-        set_rng_state(state)
-        torch.cuda.reset_peak_memory_stats(device)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-        fused=device.type == "cuda",
-    )
-    steps_per_epoch = -(-len(data["train"][0]) // (config.batch_size * config.grad_accumulation))
-    scheduler = linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * steps_per_epoch * config.epochs),
-        steps_per_epoch * config.epochs,
-    )
-    history: list[dict] = []
-    starts: list[float] = []  # the epoch (fractional) each (re)start of this trial began at
-    point = 0  # report points passed
-    record = None
-    if resume_from:
-        history, point, starts = restore(resume_from, model, optimizer, scheduler, config.evals_per_epoch)
+    searched, config = config, fit_to_device(model, config, device)
+    optimizer, scheduler = setup_optimizer(model, config, len(data["train"][0]), device)
+    history, point, starts = (restore(resume_from, model, optimizer, scheduler, config.evals_per_epoch)
+                              if resume_from else ([], 0, []))
     starts = [*starts, point / config.evals_per_epoch]
-
     if point >= config.last_point:
-        # Resumed from its last checkpoint (stopped after it, before the trial ended): nothing left
-        # to train. Report that point again, so Tune hears how the trial ended.
-        last = history[-1]
-        if report:
-            report(point_report(point, last["val"], last["train_loss"], config), resume_from)
-        saved = os.path.join(resume_from, CHECKPOINT_RECORD)  # checkpoints from before it: the record
-        return read_record(saved if os.path.exists(saved) else record_path)
+        return report_finished(point, history, config, record_path, resume_from, report)
     context = TrialContext(config=config, searched=searched, trial_id=trial_id, device=device,
                            train_run=train_run or trial_id, placement=placement, started_at=started_at,
                            params=parameter_counts(model), test_groups=test_groups, starts=starts, marks=marks,
-                           scored_points=config.scored_points, bf16=bf16_autocast(model, device))
-    if resume_from and os.path.exists(os.path.join(resume_from, CHECKPOINT_RECORD)):
-        record = read_record(os.path.join(resume_from, CHECKPOINT_RECORD))
+                           scored_points=config.scored_points, bf16=bf16_autocast(model, device), data=data,
+                           pad_id=pad_id, record_path=record_path, report=report, optimizer=optimizer,
+                           scheduler=scheduler, history=history)
+    saved = os.path.join(resume_from, CHECKPOINT_RECORD) if resume_from else None
+    record = read_record(saved) if saved and os.path.exists(saved) else None
     rng = np.random.default_rng(config.seed)
     lengths = [len(x) for x in data["train"][0]]
     for _ in range(point // config.evals_per_epoch):  # the same batch order as an uninterrupted run
@@ -132,9 +97,61 @@ def fine_tune(config: FineTuneConfig, record_path: str, trial_id: str, device: t
             stats = train_steps(model, optimizer, scheduler, data["train"], segment, pad_id, device,
                                 accumulation=config.grad_accumulation)
             point += 1
-            record = score_point(model, data, pad_id, point, stats, history, record, context, record_path,
-                                 report, optimizer, scheduler)
+            record = score_point(model, point, stats, record, context)
     return record
+
+
+def setup_device(config: FineTuneConfig, device: torch.device) -> None:
+    """A GPU's memory capped at the trial's share (its peak counted from here); a CPU's threads."""
+    if device.type == "cuda":
+        cap_cuda_memory(device, config.gpu_memory_gb)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        torch.set_num_threads(config.cpus_per_worker)
+
+
+def read_run_data(config: FineTuneConfig) -> tuple[dict, SplitGroups, int]:
+    """The run's tokenized split, its test groups, and the tokenizer's pad id."""
+    data = read_tokens(DataFolder(config.data_dir).file(config.tokens_file))
+    pad_id = load_tokenizer(config.model, config.trust_remote_code, config.model_revision).pad_token_id or 0
+    return data, SplitGroups.of_run(config.data_dir), pad_id
+
+
+def fit_to_device(model, config: FineTuneConfig, device: torch.device) -> FineTuneConfig:
+    """On a GPU, the largest micro-batch the cap allows, measured (cached per run; RNG untouched);
+    on a CPU the config as given (the memory estimate fitted it before: tune/trial.train_from)."""
+    if device.type != "cuda":
+        return config
+    state = rng_state()
+    fitted = fit_card(model, config, device)
+    set_rng_state(state)
+    torch.cuda.reset_peak_memory_stats(device)
+    return fitted
+
+
+def setup_optimizer(model, config: FineTuneConfig, train_rows: int, device: torch.device):
+    """AdamW over the trainable weights, and a linear schedule with warmup over every epoch."""
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=device.type == "cuda",
+    )
+    steps_per_epoch = -(-train_rows // (config.batch_size * config.grad_accumulation))
+    scheduler = linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * steps_per_epoch * config.epochs), steps_per_epoch * config.epochs)
+    return optimizer, scheduler
+
+
+def report_finished(point: int, history: list[dict], config: FineTuneConfig, record_path: str,
+                    resume_from: str, report) -> dict:
+    """Resumed from its last checkpoint (stopped after it, before the trial ended): nothing left to
+    train. Report that point again, so Tune hears how the trial ended; return its record."""
+    last = history[-1]
+    if report:
+        report(point_report(point, last["val"], last["train_loss"], config), resume_from)
+    saved = os.path.join(resume_from, CHECKPOINT_RECORD)  # checkpoints from before it: the record
+    return read_record(saved if os.path.exists(saved) else record_path)
 
 
 @dataclass
@@ -154,94 +171,105 @@ class TrialContext:
     marks: dict[str, float]  # wall clock at each start-up step, "first_step" last
     scored_points: set[int]  # where test is scored and a checkpoint stored (config.scored_points)
     bf16: bool  # trained and scored in bf16 mixed precision (bf16_autocast)
+    data: dict  # the tokenized split: name -> (token ids, labels)
+    pad_id: int
+    record_path: str
+    report: Callable[[dict, str | None], None] | None  # to Ray (tune/trial.report_to_ray), or None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    history: list[dict]  # every report point so far (grows in place)
 
 
-def score_point(model, data, pad_id, point, stats, history, record, context, record_path, report,
-                optimizer, scheduler) -> dict:
+def score_point(model, point: int, stats: dict, record: dict | None, context: TrialContext) -> dict | None:
     """Score validation at a report point (and test at a scored point), record it and report it.
 
     At a scored point the checkpoint is stored before the record is rewritten: a record never
     claims a model that a crash would lose; a stop between the two leaves the checkpoint's copy
-    ahead, which the search settles (RunFolder.settle_trial_records). Between scored points the
+    ahead, which the search settles (tune/settle.settle_trial_records). Between scored points the
     record (only its history grows) is written before the report, since ASHA never stops a trial
     there but the time budget may."""
-    config, device = context.config, context.device
-    started = time.perf_counter()
-    val_labels, val_prob = predict(model, data["val"][0], data["val"][1], config.batch_size, pad_id, device)
-    val = classification_metrics(val_labels, val_prob)
     scored = point in context.scored_points
-    if scored:
-        test_labels, test_prob = predict(model, data["test"][0], data["test"][1], config.batch_size, pad_id, device)
+    val, test = evaluate(model, point, stats, scored, context)
+    metrics = point_report(point, val, stats["train_loss"], context.config)
+    if not scored:
+        record = {**record, "history": context.history, **time_totals(context.history)} if record else None
+        if record:
+            write_record(context.record_path, record)
+        if context.report:
+            context.report(metrics, None)
+        return record
+    weights = trainable_state_dict(model)
+    record = trial_record(context, point, val, metrics[SCORE], test, weights)
+    with tempfile.TemporaryDirectory() as folder:
+        write_checkpoint(folder, weights, record, point, context)
+        if context.report:
+            context.report(metrics, folder)
+    write_record(context.record_path, record)
+    return record
+
+
+def evaluate(model, point: int, stats: dict, scored: bool, context: TrialContext):
+    """Validation metrics, and at a scored point test's (labels, probability of real); the point
+    joins the history."""
+    config, data, history = context.config, context.data, context.history
+    started = time.perf_counter()
+    val_labels, val_prob = predict(model, *data["val"], config.batch_size, context.pad_id, context.device)
+    val = classification_metrics(val_labels, val_prob)
+    test = predict(model, *data["test"], config.batch_size, context.pad_id, context.device) if scored else None
     stats["eval_seconds"] = time.perf_counter() - started
     samples_seen = (history[-1]["samples_seen"] if history else 0) + stats.pop("samples")
     history.append({POINT: point, EPOCH: point / config.evals_per_epoch, "samples_seen": samples_seen,
                     "val": val, "scored": scored, **stats,
                     **({"placement": context.placement} if context.placement else {})})
-    metrics = point_report(point, val, stats["train_loss"], config)
-    if not scored:
-        record = {**record, "history": history} if record else None
-        if record:
-            record.update(time_totals(history))
-            write_record(record_path, record)
-        if report:
-            report(metrics, None)
-        return record
-    weights = trainable_state_dict(model)
-    record = trial_record(context, point, val, metrics[SCORE], test_labels, test_prob, history, weights)
-    with tempfile.TemporaryDirectory() as folder:
-        save_file(weights, os.path.join(folder, WEIGHTS_FILE))
-        with open(os.path.join(folder, CHECKPOINT_RECORD), "w") as handle:  # see RunFolder.settle_trial_records
-            json.dump(record, handle, indent=1)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    POINT: point, "history": history, "starts": context.starts, "rng": rng_state()},
-                   os.path.join(folder, STATE_FILE))
-        if report:
-            report(metrics, folder)
-    write_record(record_path, record)
-    return record
+    return val, test
 
 
-def trial_record(context, point, val, score, test_labels, test_prob, history, weights) -> dict:
-    """The record at a scored point: its headline (val, test, probabilities) is the model of the
-    checkpoint stored at this point; `history` has every report point so far."""
-    config, device = context.config, context.device
+def write_checkpoint(folder: str, weights: dict, record: dict, point: int, context: TrialContext) -> None:
+    """A scored point's checkpoint: trainable weights, the record as of it (tune/settle.py), and
+    optimizer, schedule, point, history, starts and RNG (everything a resume continues from)."""
+    save_file(weights, os.path.join(folder, CHECKPOINT_WEIGHTS))
+    with open(os.path.join(folder, CHECKPOINT_RECORD), "w") as handle:
+        json.dump(record, handle, indent=1)
+    torch.save({"optimizer": context.optimizer.state_dict(), "scheduler": context.scheduler.state_dict(),
+                POINT: point, "history": context.history, "starts": context.starts, "rng": rng_state()},
+               os.path.join(folder, CHECKPOINT_STATE))
+
+
+def trial_record(context: TrialContext, point: int, val: dict, score: float, test, weights: dict) -> dict:
+    """The record at a scored point: its headline (val, test: (labels, probability of real)) is the
+    model of the checkpoint stored at this point; its history has every report point so far."""
+    config, device, history = context.config, context.device, context.history
+    test_labels, test_prob = test
     trainable, total_params = context.params
-    return {
-        "method": config.method,
-        "preset": config.preset,
-        "model": config.model,
-        "trial_id": context.trial_id,
-        "params": context.searched.searched_params(),
-        "config": config.to_dict(),  # as trained: micro-batch, accumulation, checkpointing
-        "loading_overrides": loading_overrides(config.preset),  # what this machine changed at load
-        "epochs_run": point / config.evals_per_epoch,  # where the headline's model was scored
-        POINT: point,
-        "selection": {"metric": config.selection_metric, "val_score": score},
-        "started_at_epochs": context.starts,
+    return scored_record(
+        trial_identity(config, context.trial_id, searched=context.searched),
+        loading_overrides=loading_overrides(config.preset),  # what this machine changed at load
+        epochs_run=point / config.evals_per_epoch,  # where the headline's model was scored
+        eval_point=point,
+        selection={"metric": config.selection_metric, "val_score": score},
+        started_at_epochs=context.starts,
         # this (re)start's seconds from the trial's start (run_trial) to its first training step
-        "startup_seconds": context.marks["first_step"] - context.started_at,
-        "startup_parts": startup_parts(context),
-        "val": val,
-        "test": classification_metrics(test_labels, test_prob),
-        "test_labels": test_labels.tolist(),
-        "test_prob_real": [round(float(p), 6) for p in test_prob],
+        startup_seconds=context.marks["first_step"] - context.started_at,
+        startup_parts=startup_parts(context),
+        val=val,
+        test=classification_metrics(test_labels, test_prob),
+        test_labels=test_labels.tolist(),
+        test_prob_real=[round(float(p), 6) for p in test_prob],
         **context.test_groups.record_fields(test_labels, test_prob),
-        "history": history,
+        history=history,
         **time_totals(history),
-        "samples_per_second": history[-1]["samples_per_second"],
+        samples_per_second=history[-1]["samples_per_second"],
         # Two different measures, two keys: CUDA's peak allocation, and the process's peak RSS
-        "gpu_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
-        "device": device_name(device),
-        "bf16_autocast": context.bf16,
-        "trainable_params": trainable,
-        "total_params": total_params,
-        "adapter_bytes": state_dict_bytes(weights),
-        "train_run_dir": RunFolder(config.run_dir).train_run(context.train_run),
-        "versions": library_versions(),
-        "split_hash": config.split_hash,
-        "seed": config.seed,
-    }
+        gpu_peak_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        cpu_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        device=device_name(device),
+        bf16_autocast=context.bf16,
+        trainable_params=trainable,
+        total_params=total_params,
+        adapter_bytes=state_dict_bytes(weights),
+        train_run_dir=RunFolder(config.run_dir).train_run(context.train_run),
+        versions=library_versions(),
+    )
 
 
 def startup_parts(context: TrialContext) -> dict[str, float]:
@@ -309,7 +337,7 @@ def epoch_segments(batches: list, parts: int, accumulation: int = 1) -> list[lis
     return [[batch for i in part for batch in steps[i]] for part in parts_of_steps]
 
 
-def train_steps(model, optimizer, scheduler, split, batches, pad_id, device, pad_to: int | None = None,
+def train_steps(model, optimizer, scheduler, split, batches, pad_id, device, *, pad_to: int | None = None,
                 accumulation: int = 1) -> dict:
     """Train on `batches` (index arrays into `split`), stepping the optimizer every `accumulation`
     micro-batches and after the last."""
@@ -347,8 +375,9 @@ def train_steps(model, optimizer, scheduler, split, batches, pad_id, device, pad
     }
 
 
-def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, rng,
-                pad_to: int | None = None, group_by_length: bool = True, accumulation: int = 1) -> dict:
+def train_epoch(model, optimizer, scheduler, split, *, batch_size: int, pad_id: int, device: torch.device,
+                rng: np.random.Generator, pad_to: int | None = None, group_by_length: bool = True,
+                accumulation: int = 1) -> dict:
     """One pass over `split` (the throughput benchmark's unit). pad_to/group_by_length=False
     reproduce fixed-length padding in random batches (the study's setup); trials use the defaults."""
     if group_by_length:
@@ -356,11 +385,12 @@ def train_epoch(model, optimizer, scheduler, split, batch_size, pad_id, device, 
     else:
         order = rng.permutation(len(split[0]))
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return train_steps(model, optimizer, scheduler, split, batches, pad_id, device, pad_to, accumulation)
+    return train_steps(model, optimizer, scheduler, split, batches, pad_id, device, pad_to=pad_to,
+                       accumulation=accumulation)
 
 
 @torch.no_grad()
-def predict(model, ids, labels, batch_size, pad_id, device, progress=False) -> tuple[np.ndarray, np.ndarray]:
+def predict(model, ids, labels, batch_size, pad_id, device, *, progress=False) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probability of real) in the split's own row order."""
     model.eval()
     bf16 = bf16_autocast(model, device)
@@ -381,8 +411,8 @@ def predict(model, ids, labels, batch_size, pad_id, device, progress=False) -> t
 def restore(folder, model, optimizer, scheduler, evals_per_epoch: int) -> tuple[list[dict], int, list[float]]:
     """Load a checkpoint; returns (history, report points passed, starts). A checkpoint from before
     report points inside an epoch holds its epoch instead: that epoch's end point."""
-    load_trainable_state_dict(model, load_file(os.path.join(folder, WEIGHTS_FILE)))
-    state = torch.load(os.path.join(folder, STATE_FILE), weights_only=True)  # tensors and plain data only
+    load_trainable_state_dict(model, load_file(os.path.join(folder, CHECKPOINT_WEIGHTS)))
+    state = torch.load(os.path.join(folder, CHECKPOINT_STATE), weights_only=True)  # tensors and plain data only
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])

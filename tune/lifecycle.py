@@ -11,19 +11,21 @@ import time
 import uuid
 from pathlib import Path
 
-from core import storage as run_storage
-from core.data import HUB_PREFIX
+from core import storage
+from core.data import HUB_PREFIX, protocol_name
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC
+from core.record import is_fine_tune, load_records
+from core.run_folder import RunFolder
+from search_spaces import load_preset
+from tune.interrupt import Interruption
+from tune.profiles import get_profile
+from tune.ray_setup import check_shared_storage, check_storage_reachable, ray_gpus, start_ray
+from tune.run_state import RunState
+from tune.space import check_space
+from tune.tuner import Console, new_searcher, new_tuner, trainable
 
 DEFAULT_SEED = 42  # --seed's default: the searcher's and training's seed
-from core.run_folder import RunFolder
-from tune.interrupt import Interruption
-from tune.ray_setup import check_shared_storage, check_storage_reachable, ray_gpus, start_ray
-from tune.tuner import Console, new_searcher, new_tuner, record_failures, trainable
-
-FINE_TUNES = ("qlora", "lora", "full")
-
 
 class SearchInterrupted(Exception):
     """Tuner.fit() returned because of a signal, not because the search ended."""
@@ -38,155 +40,172 @@ def resume_hint(args: argparse.Namespace) -> str:
 
 def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     """Start, resume or extend the search in STORAGE/NAME, then print and write the leaderboard."""
-    from search_spaces import load_preset
+    # Imported here, not at the top: `--help` and a refused flag answer without loading Ray's
+    # trainer or the model stack (several seconds on one core).
     from tune.baseline_tasks import baseline_configs, finish_baselines, launch_baselines
+    from tune.settle import record_failures, settle_trial_records
 
     preset = load_preset(args.preset)  # flags out of range: refused before this (tune/search.check_flags)
-    if (args.resume or args.extend) and not args.name:
-        raise UserError("Name the search to resume or extend with --name.")
-    if args.trials_per_gpu < 1:
-        raise UserError("--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more.")
-    folder = RunFolder.inside(args.storage, args.name) if args.name else None
-    storage = run_storage.absolute(args.storage)
-    check_storage_reachable(storage)
-    if folder:
-        folder.lock()  # before anything reads or writes it; a second search on it exits 2 here
-    if args.address:  # connect first: a new search reads the cluster's GPUs
-        start_ray(args.address, folder, args.verbose)
-    state = folder.read_state() if folder else None
-
-    if state is None:
-        if args.resume or args.extend:
-            raise UserError(f"No search in {folder} to resume or extend. "
-                            "Start one with --data, or check --storage and --name.")
-        state, folder = prepare_new_search(args, preset, storage)
-        args.name = folder.name  # a generated name, for the resume hint
-    else:
-        if state["preset"] != args.preset:
-            raise UserError(f"{folder} holds a '{state['preset']}' search, not '{args.preset}'.")
-        if state["finished"] and not args.extend:
-            raise UserError(f"{folder} holds a finished search. Add trials with --extend K, "
-                            "or start a new one with another --name.")
-        if not state["finished"] and args.extend:
-            raise UserError(f"The search in {folder} is unfinished: resume it first (same command "
-                            "without --extend), then extend it.")
-        conflicts = resume_conflicts(args, state)
-        if conflicts:
-            raise UserError(f"{folder} holds a search started with other settings: {'; '.join(conflicts)}. "
-                            "Resume or extend it with the same flags (or leave them out), or start a new "
-                            "search with another --name.")
-        # The folder may have moved (copied to another machine, out of a bucket): trials read the
-        # data, and write their records and checkpoints, where the run folder is now.
-        state["run_dir"] = state["base"]["run_dir"] = folder.path
-        state["base"].pop("data_dir", None)  # a run.json from before run_dir
-        if args.address:
-            check_shared_storage(folder)
-    if args.extend:
-        state["extensions"] += 1
-        state["experiment"] = RunFolder.experiment_name(state["extensions"])
-        state["extend_samples"] = args.extend
-        state["finished"] = False
-    folder.write_state(state)
-
-    base = state["base"]
-    metric = state.setdefault("metric", DEFAULT_METRIC)  # a run.json from before --metric: the default
+    state, folder = open_search(args, preset)
     start_ray(args.address, folder, args.verbose)
     interruption.install()  # again: ray.init replaced the SIGTERM handler
-    baselines = baseline_configs(state["baselines"], args.preset, preset, base)
-    pending = launch_baselines(baselines, preset, base, state["pad_id"], folder, base["use_gpu"])
-    if baselines:
-        print(f"Baselines: {len(pending)} of {len(baselines)} grid points run beside the search "
-              f"({', '.join(sorted({c.method for _, c in baselines}))}).")
+    pending = launch_baselines(baseline_configs(state, preset), folder, state, preset)
 
-    budget = time_budget_seconds(args, state)
+    budget = state.set_time_budget(args.time_budget)
     started = time.monotonic()
-    planned = state["extend_samples"] if state["extensions"] else state["num_samples"]
-    console = Console(args.verbose, planned, metric, folder, budget)
+    console = Console(args.verbose, state.planned_trials, state.metric, folder, budget)
     tuner, restoring = tuner_for(state, preset, folder, args.retry_errored, budget, console)
     if restoring and args.time_budget is not None and budget:
         interruption.stop_after(budget)  # Ray's restored tuner keeps the budget it started with
     with interruption.fitting():
         results = tuner.fit()
     record_failures(results, folder)
-    folder.settle_trial_records()
+    settle_trial_records(folder)
     if interruption.interrupted:  # Tune saved its state and returned: the search is not over
         raise SearchInterrupted(
-            f"Interrupted by {interruption.name}: {results.num_terminated} of {planned} trials finished"
-            f"{f', {results.num_errors} errored' if results.num_errors else ''}; the state is saved. "
+            f"Interrupted by {interruption.name}: {results.num_terminated} of {state.planned_trials} trials "
+            f"finished{f', {results.num_errors} errored' if results.num_errors else ''}; the state is saved. "
             + resume_hint(args))
     if budget and (interruption.deadline_reached or time.monotonic() - started >= budget):
-        print(f"\nTime budget of {budget / 60:g} minutes reached: {len(results)} of {planned} trials ran "
-              "(those cut short keep their record at their last scored point). Add trials with: "
+        print(f"\nTime budget of {budget / 60:g} minutes reached: {len(results)} of {state.planned_trials} trials "
+              "ran (those cut short keep their record at their last scored point). Add trials with: "
               f"python -m tune.search {args.preset} --storage {args.storage} --name {folder.name} --extend K")
     finish_baselines(pending, folder)
-    state["finished"] = True
-    folder.write_state(state)
-
-    from results.leaderboard import format_table, load_records, write_leaderboard
-    from tune.searcher import settle_study
-
-    records = load_records(folder.path)
-    settle_study(folder, [r for r in records if r["method"] in FINE_TUNES], metric)
-    print(f"\nTrials ranked by validation {metric} within each method (test is reported, never used to choose):")
-    print(format_table(records, metric))
-    print(f"Leaderboard with plots: {write_leaderboard(folder.path, records, metric)}/index.html")
+    state.finished = True
+    state.write(folder)
+    finish_search(folder, state.metric)
     return folder.path
 
 
-def tuner_for(state: dict, preset, folder: RunFolder, retry_errored: bool, budget: float | None,
+def open_search(args: argparse.Namespace, preset) -> tuple[RunState, RunFolder]:
+    """Lock the run folder and read its state, or prepare a new search in it; on a resume or
+    --extend, check that the flags agree with the search. Returns the state as written to run.json."""
+    if (args.resume or args.extend) and not args.name:
+        raise UserError("Name the search to resume or extend with --name.")
+    if args.trials_per_gpu < 1:
+        raise UserError("--trials-per-gpu takes the number of trials to pack on one GPU, 1 or more.")
+    folder = RunFolder.inside(args.storage, args.name) if args.name else None
+    storage_root = storage.absolute(args.storage)
+    check_storage_reachable(storage_root)
+    if folder:
+        folder.lock()  # before anything reads or writes it; a second search on it exits 2 here
+    if args.address:  # connect first: a new search reads the cluster's GPUs
+        start_ray(args.address, folder, args.verbose)
+    state = RunState.read(folder) if folder else None
+    if state is None:
+        if args.resume or args.extend:
+            raise UserError(f"No search in {folder} to resume or extend. "
+                            "Start one with --data, or check --storage and --name.")
+        state, folder = prepare_new_search(args, preset, storage_root)
+        args.name = folder.name  # a generated name, for the resume hint
+    else:
+        check_resume(args, state, folder)
+        state.moved_to(folder)  # it may have been copied to another machine, or out of a bucket
+        if args.address:
+            check_shared_storage(folder)
+    if args.extend:
+        state.extend(args.extend)
+    state.write(folder)
+    return state, folder
+
+
+def check_resume(args: argparse.Namespace, state: RunState, folder: RunFolder) -> None:
+    """Refuse a resume or --extend that the search in `folder` cannot take, in one line."""
+    if state.preset != args.preset:
+        raise UserError(f"{folder} holds a '{state.preset}' search, not '{args.preset}'.")
+    if state.finished and not args.extend:
+        raise UserError(f"{folder} holds a finished search. Add trials with --extend K, "
+                        "or start a new one with another --name.")
+    if not state.finished and args.extend:
+        raise UserError(f"The search in {folder} is unfinished: resume it first (same command "
+                        "without --extend), then extend it.")
+    conflicts = resume_conflicts(args, state)
+    if conflicts:
+        raise UserError(f"{folder} holds a search started with other settings: {'; '.join(conflicts)}. "
+                        "Resume or extend it with the same flags (or leave them out), or start a new "
+                        "search with another --name.")
+
+
+def finish_search(folder: RunFolder, metric: str) -> None:
+    """Tell the Optuna study how every trial ended, then print and write the leaderboard."""
+    from results.leaderboard import format_table, write_leaderboard
+    from tune.searcher import settle_study
+
+    records = load_records(folder.path)
+    settle_study(folder, [r for r in records if is_fine_tune(r)], metric)
+    print(f"\nTrials ranked by validation {metric} within each method (test is reported, never used to choose):")
+    print(format_table(records, metric))
+    print(f"Leaderboard with plots: {write_leaderboard(folder.path, records, metric)}/index.html")
+
+
+def tuner_for(state: RunState, preset, folder: RunFolder, retry_errored: bool, budget: float | None,
               console: Console):
     """The Tuner of the run's current experiment: restored from its folder when Ray saved one
     there, else new (the first search, or an extension that had not saved its first state); and
     whether it was restored."""
     from ray import tune
 
-    experiment = folder.experiment(state)
+    experiment = folder.experiment(state.experiment)
     if tune.Tuner.can_restore(experiment):
         print(f"Resuming the unfinished search in {experiment}: finished trials "
               "stay, unfinished ones continue from their last epoch checkpoint.")
         # param_space: trials not yet created read the data where the run folder is now
         # Its console is the one it was started with (Ray restores the RunConfig it pickled).
-        return tune.Tuner.restore(experiment, trainable=trainable(), param_space=state["base"],
+        return tune.Tuner.restore(experiment, trainable=trainable(), param_space=state.param_space(),
                                   resume_unfinished=True, restart_errored=retry_errored), True
-    storage_path, name = run_storage.parent(experiment), run_storage.name(experiment)
-    if not state["extensions"]:
-        return new_tuner(new_searcher(preset, state, preset.SEEDS, folder), state["base"], state["num_samples"],
-                         state["max_concurrent"], storage_path, name, budget, console), False
-    from results.leaderboard import load_records
-
+    where = storage.parent(experiment), storage.name(experiment)
+    if not state.extensions:
+        searcher = new_searcher(preset, state, preset.SEEDS, folder)
+        return new_tuner(searcher, state, *where, budget, console), False
     searcher = new_searcher(preset, state, [], folder)
-    added = searcher.add_finished([r for r in load_records(folder.path) if r["method"] in FINE_TUNES],
-                                  state["metric"])
-    print(f"Extending {folder} by {state['extend_samples']} trials ({state['experiment']}/), the searcher "
+    added = searcher.add_finished([r for r in load_records(folder.path) if is_fine_tune(r)], state.metric)
+    print(f"Extending {folder} by {state.extend_samples} trials ({state.experiment}/), the searcher "
           f"warm-started from every finished trial ({added}).")
-    return new_tuner(searcher, state["base"], state["extend_samples"], state["max_concurrent"], storage_path,
-                     name, budget, console), False
+    return new_tuner(searcher, state, *where, budget, console), False
 
 
-def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[dict, RunFolder]:
+def prepare_new_search(args: argparse.Namespace, preset, storage_root: str) -> tuple[RunState, RunFolder]:
     """Check everything a user can get wrong, then prepare the data. Returns the run's state and folder."""
     import torch
 
-    from trainables.model import describe_overrides, load_tokenizer, model_revision
     from tune.baseline_tasks import baseline_configs
-    from tune.prepare import prepare_data
-    from tune.profiles import get_profile
-    from tune.space import check_space
 
     if not args.data:
         raise UserError("Pass the dataset with --data PATH (CSV, CSV.GZ, TSV, Parquet or JSONL, a datasets "
                         "folder, or hf:OWNER/NAME).")
     has_gpu = ray_gpus() > 0 if args.address else torch.cuda.is_available()  # the cluster's, if any
     profile = get_profile(args.profile or ("full" if has_gpu else "cpu"))
-    model = args.model or preset.MODEL
+    if args.name:
+        folder = RunFolder.inside(storage_root, args.name)  # locked by open_search
+    else:
+        folder = RunFolder.inside(storage_root, default_name(args.preset, profile.name))
+        folder.lock()
     seed = DEFAULT_SEED if args.seed is None else args.seed
     metric = args.metric or DEFAULT_METRIC
-    if args.name:
-        folder = RunFolder.inside(storage, args.name)  # locked by run_search
-    else:
-        folder = RunFolder.inside(storage, default_name(args.preset, profile.name))
-        folder.lock()
-    base = {
+    model = args.model or preset.MODEL
+    base = trial_base(args, preset, profile, has_gpu, folder, model=model, seed=seed, metric=metric)
+    check_space(preset.SPACE, base, preset.SEEDS)
+    if args.address:  # before anything is written
+        check_shared_storage(folder)
+    base, data, pad_id, loading = prepare_model_and_data(args, preset, profile, model, base, folder)
+    state = RunState(
+        run_dir=folder.path, preset=args.preset, profile=profile.name, data=data_location(args.data),
+        labels=data.label_mapping, protocol=data.protocol, group_col=data.group_col,
+        loading=loading,  # trials record what their own machine changed ("loading_overrides")
+        base=base, pad_id=pad_id, baselines=args.baselines or profile.baselines,
+        num_samples=args.num_samples or profile.num_samples, tpe_startup_trials=profile.tpe_startup_trials,
+        max_concurrent=args.max_concurrent, seed=seed, metric=metric,
+        time_budget_s=None if profile.time_budget_minutes is None else 60 * profile.time_budget_minutes,
+        experiment=RunFolder.experiment_name(0))
+    baseline_configs(state, preset)  # refuse bad grids before starting
+    return state, folder
+
+
+def trial_base(args: argparse.Namespace, preset, profile, has_gpu: bool, folder: RunFolder, *, model: str,
+               seed: int, metric: str) -> dict:
+    """The trials' fixed settings (FineTuneConfig fields) from the flags, the profile and the preset."""
+    cpus = args.cpus_per_trial or profile.cpus_per_trial
+    return {
         "preset": args.preset,
         "model": model,
         "trust_remote_code": preset.TRUST_REMOTE_CODE,
@@ -196,57 +215,39 @@ def prepare_new_search(args: argparse.Namespace, preset, storage: str) -> tuple[
         **profile.fidelity,
         "use_gpu": has_gpu,
         "gpu_memory_gb": args.gpu_memory_gb,
-        "cpu_memory_gb": args.cpu_memory_gb or memory_share_gb(args.cpus_per_trial or profile.cpus_per_trial),
+        "cpu_memory_gb": args.cpu_memory_gb or memory_share_gb(cpus),
         "gpu_fraction": 1 / args.trials_per_gpu,
-        "cpus_per_worker": args.cpus_per_trial or profile.cpus_per_trial,
+        "cpus_per_worker": cpus,
         "run_dir": folder.path,
         **preset.DEFAULTS,
     }
-    check_space(preset.SPACE, base, preset.SEEDS)
-    if args.address:  # before anything is written
-        check_shared_storage(folder)
 
-    base["model_revision"] = model_revision(model, preset.TRUST_REMOTE_CODE)
-    revision = f" at revision {base['model_revision']}" if base["model_revision"] else ""
-    print(f"Preset {args.preset}: model {model}{revision}; {profile.describe()}.")
+
+def prepare_model_and_data(args: argparse.Namespace, preset, profile, model: str, base: dict, folder: RunFolder):
+    """Pin the model's revision, load its tokenizer, prepare the data; print what was found.
+    Returns (base with the revision and the prepared data's settings, the data, pad id, loading)."""
+    from trainables.model import describe_overrides, load_tokenizer, model_revision
+    from tune.prepare import prepare_data
+
+    revision = model_revision(model, preset.TRUST_REMOTE_CODE)
+    print(f"Preset {args.preset}: model {model}{f' at revision {revision}' if revision else ''}; "
+          f"{profile.describe()}.")
     loading = describe_overrides(args.preset)
     if loading:
         print(f"Model loading: {loading}.")
-    tokenizer = load_tokenizer(model, preset.TRUST_REMOTE_CODE, base["model_revision"])
+    tokenizer = load_tokenizer(model, preset.TRUST_REMOTE_CODE, revision)
     test_groups = [g.strip() for g in args.test_groups.split(",") if g.strip()] if args.test_groups else None
-    data = prepare_data(args.data, profile, tokenizer, model, folder.path, args.text_col, args.label_col,
-                        args.fake_label, args.group_col, test_groups, args.data_split)
+    data = prepare_data(args.data, profile, tokenizer, model, folder.path, text_col=args.text_col,
+                        label_col=args.label_col, fake_label=args.fake_label, group_col=args.group_col,
+                        test_groups=test_groups, data_split=args.data_split)
     print(f"Data {args.data}: {data.cleaning}; {data.protocol}, split {data.rows} (hash {data.split_hash}); "
           f"max length {data.max_length} tokens truncates {data.truncated} reviews.")
     if data.group_col:
         print(f"Groups ('{data.group_col}'), test reviews each: "
               + ", ".join(f"{g} {n}" for g, n in data.groups.items()) + ".")
-    base.update(tokens_file=data.tokens_file, split_hash=data.split_hash, max_length=data.max_length)
-    baselines = args.baselines or profile.baselines
-    baseline_configs(baselines, args.preset, preset, base)  # refuse bad grids before starting
-    return {
-        "run_dir": folder.path,
-        "preset": args.preset,
-        "profile": profile.name,
-        "data": data_location(args.data),
-        "labels": data.label_mapping,
-        "protocol": data.protocol,
-        "group_col": data.group_col,
-        "loading": loading,  # trials record what their own machine changed ("loading_overrides")
-        "base": base,
-        "pad_id": tokenizer.pad_token_id or 0,
-        "baselines": baselines,
-        "num_samples": args.num_samples or profile.num_samples,
-        "tpe_startup_trials": profile.tpe_startup_trials,
-        "max_concurrent": args.max_concurrent,
-        "seed": seed,
-        "metric": metric,
-        # seconds of trials, or None; --time-budget on a later resume or extend replaces it
-        "time_budget_s": None if profile.time_budget_minutes is None else 60 * profile.time_budget_minutes,
-        "experiment": RunFolder.experiment_name(0),  # the current Tune experiment, relative to the run folder
-        "extensions": 0,
-        "finished": False,
-    }, folder
+    base = {**base, "model_revision": revision, "tokens_file": data.tokens_file, "split_hash": data.split_hash,
+            "max_length": data.max_length}
+    return base, data, tokenizer.pad_token_id or 0, loading
 
 
 def default_name(preset: str, profile: str) -> str:
@@ -260,20 +261,17 @@ def data_location(data: str) -> str:
     return data if data.startswith(HUB_PREFIX) else str(Path(data).resolve())
 
 
-def resume_conflicts(args: argparse.Namespace, state: dict) -> list[str]:
+def resume_conflicts(args: argparse.Namespace, state: RunState) -> list[str]:
     """The flags of a resume or --extend that disagree with the search in the run folder, which
     continues as it was started: each as 'FLAG VALUE (the run has KEPT)'. A flag left out agrees."""
-    from core.data import protocol_name
-
     given = {"--data": data_location(args.data) if args.data else None, "--profile": args.profile,
              "--model": args.model, "--seed": args.seed, "--metric": args.metric, "--baselines": args.baselines,
              "--test-groups": protocol_name([g.strip() for g in args.test_groups.split(",") if g.strip()])
              if args.test_groups else None,
              "--num-samples": None if args.extend else args.num_samples}
-    kept = {"--data": state.get("data"), "--profile": state.get("profile"), "--model": state["base"].get("model"),
-            "--seed": state.get("seed"), "--metric": state.get("metric", DEFAULT_METRIC),
-            "--baselines": state.get("baselines"), "--test-groups": state.get("protocol"),
-            "--num-samples": state.get("num_samples")}
+    kept = {"--data": state.data, "--profile": state.profile, "--model": state.fixed.model,
+            "--seed": state.seed, "--metric": state.metric, "--baselines": state.baselines,
+            "--test-groups": state.protocol, "--num-samples": state.num_samples}
     return [f"{flag} {value} (the run has {kept[flag]})" for flag, value in given.items()
             if value is not None and value != kept[flag]]
 
@@ -283,12 +281,3 @@ def memory_share_gb(cpus_per_trial: int) -> float:
     cores run at once (a cluster's nodes: pass --cpu-memory-gb)."""
     total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return round(0.8 * total_gb / max(1, (os.cpu_count() or 1) // cpus_per_trial), 2)
-
-
-def time_budget_seconds(args: argparse.Namespace, state: dict) -> float | None:
-    """--time-budget if given (0 = none), else what the run was started with. It applies to each
-    new search or extension through Ray Tune's time_budget_s; a resume given --time-budget stops at
-    that many minutes from the resume (Interruption.stop_after), at the latest."""
-    if args.time_budget is not None:
-        state["time_budget_s"] = args.time_budget * 60 or None
-    return state.get("time_budget_s")

@@ -1,21 +1,19 @@
 """Prepare a run's data once, in the driver: clean, split, subsample, hash, tokenize.
 
-Everything lands in RUN_DIR/data/ so trials (and a resumed run) read the same files:
-    split.parquet             text, label, split (and group, with groups) for every row the run uses
-    protocol.json             how test was chosen: a random split, or which groups were held out
-    tokens-<key>.parquet      token ids per row, keyed by (tokenizer, max length, split hash)
+Everything lands in the run's data folder (core/run_folder.DataFolder), so trials (and a resumed
+run) read the same files: the split, its protocol, and the token ids per (tokenizer, max length,
+split hash).
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 
 from core import storage
 from core.data import load_reviews, protocol_name, split_hash, split_reviews, subsample
-from core.groups import SPLIT_FILE, write_protocol
+from core.groups import write_protocol, write_split
 from core.run_folder import RunFolder
 from core.tokens import cached_tokens, choose_max_length
 from tune.profiles import RunProfile
@@ -41,7 +39,7 @@ class PreparedData:
 
 
 def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: str,
-                 run_dir: str, text_col: str | None = None, label_col: str | None = None,
+                 run_dir: str, *, text_col: str | None = None, label_col: str | None = None,
                  fake_label: str | None = None, group_col: str | None = None,
                  test_groups: list[str] | None = None, data_split: str | None = None) -> PreparedData:
     """`group_col` and `data_split`: core.data.load_reviews's; `test_groups`: hold those groups out
@@ -51,9 +49,7 @@ def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: s
     protocol = protocol_name(test_groups)
     digest = split_hash(split, protocol)
     data_dir = RunFolder(run_dir).data
-    table = io.BytesIO()
-    split.to_parquet(table, index=False)
-    storage.write_bytes(storage.join(data_dir, SPLIT_FILE), table.getvalue())
+    write_split(data_dir, split)
     write_protocol(data_dir, protocol, report.group_col, test_groups)
 
     lengths = [len(ids) for ids in tokenizer(split["text"].tolist(), verbose=False)["input_ids"]]

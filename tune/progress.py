@@ -14,15 +14,16 @@ import time
 from ray.tune import Callback
 
 from core import storage
+from core.metrics import CONSTANT_PREDICTOR_SCORE
 from core.record import read_record
 from core.reports import EPOCH, SCORE
 from core.run_folder import RUN_FOLDER_ENV, RunFolder
+from results.leaderboard import describe_params
+from search_spaces.optuna_space import trial_settings
+from tune.trial import first_line
 
 
 def settings_text(config: dict) -> str:
-    from results.leaderboard import describe_params
-    from tune.space import trial_settings
-
     settings = trial_settings(config)
     return f"{settings['method']} {describe_params({'method': settings['method'], 'params': settings})}".strip()
 
@@ -85,8 +86,6 @@ class ProgressLines(Callback):
             error = read_record(location).get("error")
             if error:
                 return error
-        from tune.trial import first_line
-
         error = trial.get_error()
         return first_line(error) if error else f"see {trial.error_file or 'the trial folder'}"
 
@@ -107,6 +106,4 @@ class ProgressLines(Callback):
 
 
 def score_text(score: float) -> str:
-    from core.metrics import CONSTANT_PREDICTOR_SCORE
-
     return "constant predictor" if score <= CONSTANT_PREDICTOR_SCORE else f"{100 * score:.2f}"

@@ -8,7 +8,7 @@ import os
 import socket
 from pathlib import Path
 
-from core import storage as run_storage
+from core import storage
 from core.errors import UserError
 from core.run_folder import RUN_FOLDER_ENV, RunFolder
 
@@ -85,22 +85,22 @@ def ray_gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def check_storage_reachable(storage: str) -> None:
+def check_storage_reachable(location: str) -> None:
     """Fail before any work when the storage URI's bucket cannot be reached (no credentials, no
     such bucket, a typo in the scheme), or a local --storage is a file or cannot be written."""
-    if not run_storage.is_uri(storage):
-        existing = next((p for p in [storage, *map(str, Path(storage).parents)] if os.path.exists(p)), None)
+    if not storage.is_uri(location):
+        existing = next((p for p in [location, *map(str, Path(location).parents)] if os.path.exists(p)), None)
         if existing is not None and not os.path.isdir(existing):
-            raise UserError(f"--storage {storage} cannot be used: {existing} is a file, not a folder.")
+            raise UserError(f"--storage {location} cannot be used: {existing} is a file, not a folder.")
         if existing is not None and not os.access(existing, os.W_OK):
-            raise UserError(f"--storage {storage} cannot be used: {existing} is not writable.")
+            raise UserError(f"--storage {location} cannot be used: {existing} is not writable.")
         return
     try:
-        problem = None if run_storage.exists(run_storage.bucket(storage)) else "no such bucket"
+        problem = None if storage.exists(storage.bucket(location)) else "no such bucket"
     except Exception as error:  # pyarrow raises OSError, ValueError or ArrowInvalid, by scheme
         problem = str(error).splitlines()[0]
     if problem:
-        raise UserError(f"--storage {storage} cannot be used: {problem}. Check the bucket name (the "
+        raise UserError(f"--storage {location} cannot be used: {problem}. Check the bucket name (the "
                         "search does not create buckets) and the credentials in the environment "
                         "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or GOOGLE_APPLICATION_CREDENTIALS; "
                         "AWS_ENDPOINT_URL for an S3-compatible server).")
@@ -117,7 +117,7 @@ def check_shared_storage(folder: RunFolder) -> None:
     if len(nodes) < 2:
         return
     marker = folder.shared_check_marker(str(os.getpid()))
-    run_storage.write_text(marker, "written by the search driver")
+    storage.write_text(marker, "written by the search driver")
     try:
         seen = ray.get([
             ray.remote(storage_visible).options(
@@ -125,7 +125,7 @@ def check_shared_storage(folder: RunFolder) -> None:
             ).remote(marker)
             for node in nodes])
     finally:
-        run_storage.remove(marker)
+        storage.remove(marker)
     blind = [f"{node['NodeManagerAddress']} (node {node['NodeID'][:8]})" for node, ok in zip(nodes, seen) if not ok]
     if blind:
         raise UserError(
@@ -137,6 +137,6 @@ def check_shared_storage(folder: RunFolder) -> None:
 
 def storage_visible(marker: str) -> bool:
     try:
-        return run_storage.exists(marker)
+        return storage.exists(marker)
     except OSError:  # no credentials on that node
         return False

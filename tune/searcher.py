@@ -31,12 +31,13 @@ import warnings
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from core import storage
 from core.errors import ConfigError
-from core import storage as run_storage
 from core.metrics import selection_score
+from core.record import has_scores
 from core.reports import EPOCH, POINT, SCHEDULE_DONE, SCORE, history_point
 from core.run_folder import OPTUNA_JOURNAL, RUN_FOLDER_ENV, RunFolder
-from tune.space import DefineByRun, optuna_distribution, optuna_domains, optuna_params
+from search_spaces.optuna_space import DefineByRun, optuna_distribution, optuna_domains, optuna_params
 
 
 def tpe_sampler(seed: int, startup_trials: int = 10):
@@ -57,7 +58,7 @@ RAY_TRIAL_ID = "ray_trial_id"
 def journal_storage(folder: RunFolder):
     """The run folder's Optuna storage: a journal file in a local run folder, None (in memory,
     inside Ray's searcher pickle) in an object store, where a journal cannot be appended to."""
-    if run_storage.is_uri(folder.path):
+    if storage.is_uri(folder.path):
         return None
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -67,6 +68,7 @@ def journal_storage(folder: RunFolder):
 
 class EpochAwareOptunaSearch(OptunaSearch):
     def __init__(self, space: dict, seeds: list[dict], seed: int, storage=None, startup_trials: int = 10):
+        """`storage`: the Optuna storage of the study (journal_storage), as OptunaSearch names it."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study opened or trial told
         super().__init__(space=DefineByRun(space), metric=SCORE, mode="max", sampler=tpe_sampler(seed, startup_trials),
                          points_to_evaluate=[optuna_params(point, space) for point in seeds] or None,
@@ -121,7 +123,7 @@ class EpochAwareOptunaSearch(OptunaSearch):
         held = {t.user_attrs.get(RAY_TRIAL_ID) for t in self._ot_study.get_trials(deepcopy=False)}
         added = 0
         for record in records:
-            if "val" not in record or not record.get("history"):
+            if not has_scores(record) or not record.get("history"):
                 continue
             if record.get("trial_id") in held:
                 added += 1
@@ -157,7 +159,7 @@ def study_in_memory(folder: RunFolder, sampler) -> optuna.Study:
     with tempfile.TemporaryDirectory() as local:
         copy = os.path.join(local, OPTUNA_JOURNAL)
         with open(copy, "wb") as file:
-            file.write(run_storage.read_bytes(folder.optuna_journal))
+            file.write(storage.read_bytes(folder.optuna_journal))
         optuna.copy_study(from_study_name=STUDY_NAME, from_storage=JournalStorage(JournalFileBackend(copy)),
                           to_storage=memory)
     return optuna.load_study(study_name=STUDY_NAME, storage=memory, sampler=sampler)
@@ -172,14 +174,14 @@ def settle_study(folder: RunFolder, records: list[dict], metric: str) -> None:
     """Give every trial the journal still holds as RUNNING the state its record shows: COMPLETE
     with its selection score when it ran its whole schedule, PRUNED when it stopped earlier (the
     time budget, Ctrl-C), FAIL without an epoch."""
-    storage = journal_storage(folder)
-    if storage is None or STUDY_NAME not in {s.study_name for s in storage.get_all_studies()}:
+    study_storage = journal_storage(folder)
+    if study_storage is None or STUDY_NAME not in {s.study_name for s in study_storage.get_all_studies()}:
         return
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=study_storage)
     by_id = {r["trial_id"]: r for r in records}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         record = by_id.get(trial.user_attrs.get(RAY_TRIAL_ID), {})
-        if "val" not in record or not record.get("history"):
+        if not has_scores(record) or not record.get("history"):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         elif schedule_done(record):
             study.tell(trial.number, selection_score(record["val"], metric))

@@ -21,9 +21,10 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from core import storage
-from core.record import read_record, write_record
+from core.record import failed_record, is_failed, read_record, write_record
 from core.run_folder import RunFolder
-from trainables.config import FineTuneConfig
+from search_spaces.optuna_space import trial_settings
+from trainables.config import FineTuneConfig, trial_identity
 
 # The training stack (transformers, peft, bitsandbytes) is imported only in the worker that
 # trains (train_from), the memory estimate included: the trial's driver and Ray Train's
@@ -51,11 +52,9 @@ def run_trial(config: dict) -> None:
     a bug fails once: the worker records it instead of raising (train_worker), Tune does not retry
     a trial driver (tune/tuner.py: max_failures=0).
     """
-    from tune.space import trial_settings  # the searcher's nested branch -> flat settings
-
     started_at = time.time()  # the record's startup_seconds count from here
     folder = RunFolder.of_trial(config["run_dir"])
-    trial = FineTuneConfig.from_dict({**trial_settings(config), "run_dir": folder.path})
+    trial = FineTuneConfig.from_dict({**trial_settings(config), "run_dir": folder.path})  # flat settings
     trial_id = tune.get_context().get_trial_id()
     record_path = folder.trial_record(trial_id)
     attempts = [trial]
@@ -65,7 +64,7 @@ def run_trial(config: dict) -> None:
     for attempt, settings in enumerate(attempts):
         run_train(settings, record_path, trial_id, attempt, started_at)
         record = read_record(record_path) if storage.exists(record_path) else {}
-        if record.get("status") != "failed":
+        if not is_failed(record):
             return
         if not record.get("out_of_memory"):
             raise TrialFailed(record["error"])
@@ -123,12 +122,8 @@ def mark_failed(record_path: str, trial: FineTuneConfig, trial_id: str, reason: 
     """Keep whatever the trial measured before it failed, and say why it failed. The worker calls
     this when training raises; the search, for the trials Tune reports errored (a trial that Tune
     stopped is not one)."""
-    record = read_record(record_path) if storage.exists(record_path) else {
-        "method": trial.method, "preset": trial.preset, "model": trial.model, "trial_id": trial_id,
-        "params": trial.searched_params(), "config": trial.to_dict(),
-        "split_hash": trial.split_hash, "seed": trial.seed}
-    record.update(status="failed", error=reason, out_of_memory=out_of_memory)
-    write_record(record_path, record)
+    record = read_record(record_path) if storage.exists(record_path) else trial_identity(trial, trial_id)
+    write_record(record_path, failed_record(record, reason, out_of_memory))
 
 
 def train_worker(loop_config: dict) -> None:

@@ -1,13 +1,15 @@
 """The Ray Tune objects of a search: the trial function with its resources, the Optuna searcher,
-the Tuner (ASHA over report points inside epochs, the time budget, failure policy), and the errored trials' records.
+the Tuner (ASHA over report points inside epochs, the time budget, failure policy) and the console.
 """
 
 from __future__ import annotations
 
 import os
 
+from core.reports import POINT, SCORE
 from core.run_folder import RunFolder
 from tune.ray_setup import TRIAL_DRIVER, ray_gpus
+from tune.run_state import RunState
 
 
 def trainable():
@@ -20,30 +22,34 @@ def trainable():
     return tune.with_resources(run_trial, {"cpu": 0, TRIAL_DRIVER: 1})
 
 
-def new_searcher(preset, state: dict, seeds: list[dict], folder: RunFolder):
+def new_searcher(preset, state: RunState, seeds: list[dict], folder: RunFolder):
     from tune.searcher import EpochAwareOptunaSearch, journal_storage
 
-    return EpochAwareOptunaSearch(preset.SPACE, seeds, state["seed"], journal_storage(folder),
-                                  startup_trials=state.get("tpe_startup_trials", 10))
+    return EpochAwareOptunaSearch(preset.SPACE, seeds, state.seed, journal_storage(folder),
+                                  startup_trials=state.tpe_startup_trials)
 
 
-def new_tuner(searcher, base: dict, num_samples: int, max_concurrent: int | None, storage: str, name: str,
-              time_budget_s: float | None, console: "Console"):
+def trials_at_once(state: RunState) -> int:
+    """--max-concurrent, else what the cluster holds: GPUs x trials per GPU, or CPUs / trial CPUs."""
     import ray
+
+    if state.max_concurrent is not None:
+        return state.max_concurrent
+    fixed = state.fixed
+    if fixed.use_gpu:
+        return ray_gpus() * round(1 / fixed.gpu_fraction)
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // fixed.cpus_per_worker)
+
+
+def new_tuner(searcher, state: RunState, storage: str, name: str, time_budget_s: float | None, console: "Console"):
+    """A Tuner for the state's current search or extension, in the experiment folder storage/name."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from core.reports import POINT, SCORE
-    from trainables.config import FineTuneConfig
-
-    if max_concurrent is None:
-        per_gpu = round(1 / base.get("gpu_fraction", 1.0))
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        max_concurrent = ray_gpus() * per_gpu if base["use_gpu"] else max(1, cpus // base["cpus_per_worker"])
-    fidelity = FineTuneConfig.from_dict(base)  # a run.json from before report points: one an epoch
+    fidelity = state.fixed  # a run.json from before report points: one an epoch
     return tune.Tuner(
         trainable(),
-        param_space=base,  # the fixed settings; the searcher's define-by-run space adds the rest
+        param_space=state.param_space(),  # the fixed settings; the searcher's define-by-run space adds the rest
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             # Rungs count report points as the trial reports them (core/reports.py), so a trial
@@ -52,8 +58,8 @@ def new_tuner(searcher, base: dict, num_samples: int, max_concurrent: int | None
             # trials at the same point of the same learning-rate schedule.
             scheduler=ASHAScheduler(metric=SCORE, mode="max", time_attr=POINT, max_t=fidelity.last_point,
                                     grace_period=fidelity.rung_grace, reduction_factor=fidelity.rung_factor),
-            num_samples=num_samples,
-            max_concurrent_trials=max_concurrent,
+            num_samples=state.planned_trials,
+            max_concurrent_trials=trials_at_once(state),
             time_budget_s=time_budget_s,
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
@@ -81,16 +87,3 @@ class Console:
         from tune.progress import ProgressLines
 
         return {"verbose": 0, "callbacks": [ProgressLines(self.planned, self.metric, self.folder, self.budget_s)]}
-
-
-def record_failures(results, folder: RunFolder) -> None:
-    """Write each errored trial's reason into its record (Tune's view: a stopped trial is no error)."""
-    from trainables.config import FineTuneConfig
-    from tune.space import trial_settings
-    from tune.trial import first_line, mark_failed
-
-    for result in results:
-        if result.error is not None:
-            trial = FineTuneConfig.from_dict({**trial_settings(result.config), "run_dir": folder.path})
-            trial_id = result.metrics["trial_id"]  # Tune sets it even before a trial's first report
-            mark_failed(folder.trial_record(trial_id), trial, trial_id, first_line(result.error))

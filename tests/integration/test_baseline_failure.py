@@ -4,9 +4,9 @@ resume does not run it again. A real local Ray instance and a real failing fit (
 import pytest
 import ray
 
-from core.record import read_record
+from core.record import load_records, read_record
 from core.run_folder import RunFolder
-from results.leaderboard import failure_lines, load_records
+from results.leaderboard import failure_lines
 from trainables.baselines import BaselineConfig
 from tune.baseline_tasks import finish_baselines, launch_baselines
 
@@ -24,11 +24,10 @@ def test_a_failing_baseline_is_recorded_and_not_rerun(local_ray, tmp_path, capsy
     folder = RunFolder(str(tmp_path / "run"))
     config = BaselineConfig(method="tfidf-logreg", data_dir=str(tmp_path / "no-data"), split_hash="abc")
     configs = [("tfidf-logreg-0", config)]
-    base = {"cpus_per_worker": 1}
-    pending = launch_baselines(configs, None, base, 0, folder, use_gpu=False)
+    pending = launch_baselines(configs, folder)
     finish_baselines(pending, folder)  # returns instead of raising
     record = read_record(folder.baseline_record("tfidf-logreg-0"))
     assert record["status"] == "failed" and "split.parquet" in record["error"]
     assert "Baseline tfidf-logreg-0 failed" in capsys.readouterr().out
-    assert launch_baselines(configs, None, base, 0, folder, use_gpu=False) == []  # a resume skips it
+    assert launch_baselines(configs, folder) == []  # a resume skips it
     assert any("tfidf-logreg-0" in line for line in failure_lines(load_records(folder.path)))

@@ -37,7 +37,7 @@ def test_each_baseline_beats_chance_and_writes_the_standard_record(sample, metho
     data, path, _ = sample
     config = BaselineConfig(method=method, data_dir=data.data_dir, embeddings_file=Path(path).name,
                             split_hash=data.split_hash, **GRIDS[method][0])
-    record = run_baseline(config, tmp_path / method / "record.json")
+    record = run_baseline(config, tmp_path / method / "record.json", tmp_path / method / "model.joblib")
     majority = max(sum(record["test_labels"]), len(record["test_labels"]) - sum(record["test_labels"]))
     assert record["test"]["accuracy"] > majority / len(record["test_labels"]) + 0.1, record["test"]
     assert record["test"]["roc_auc"] > 0.75

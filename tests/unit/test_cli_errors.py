@@ -136,8 +136,9 @@ def test_a_resume_with_the_same_flags_or_none_agrees(started_run, tmp_path):
     import argparse
 
     from tune.lifecycle import resume_conflicts
+    from tune.run_state import RunState
 
-    _, state = started_run
+    state = RunState.from_json(started_run[1])
     same = argparse.Namespace(data=str(tmp_path / "reviews.csv"), profile="smoke", model=None, seed=42,
                               metric="macro_f1", baselines=None, test_groups=None, num_samples=3, extend=None)
     assert resume_conflicts(same, state) == []

@@ -11,7 +11,8 @@ from core.data import RANDOM_PROTOCOL, load_reviews, protocol_name, split_hash, 
 from core.errors import DataError, UserError
 from core.groups import SplitGroups, metrics_by_group
 from core.metrics import classification_metrics
-from results.leaderboard import group_rows, leaderboard_rows, load_records, write_leaderboard
+from core.record import load_records
+from results.leaderboard import group_rows, leaderboard_rows, write_leaderboard
 from tune.prepare import prepare_data
 from tune.profiles import RunProfile
 from tune.search import main

@@ -8,9 +8,9 @@ import pytest
 
 from core.errors import UserError
 from core.metrics import SELECTION_METRICS, classification_metrics
+from core.record import load_records
 from results.leaderboard import (
     bootstrap_f1_interval,
-    load_records,
     main,
     mcnemar_p,
     rank,

@@ -8,6 +8,7 @@ import pytest
 from core.errors import UserError
 from core.record import read_record, write_record
 from core.run_folder import CHECKPOINT_RECORD, TRAIN_SNAPSHOT, RunFolder
+from tune.settle import settle_trial_records
 
 
 def register(folder, train_run, checkpoint_name):
@@ -30,8 +31,8 @@ def test_layout_is_inside_the_run_folder(tmp_path):
     for location in (folder.data, folder.trial_record("a1"), folder.baseline_record("tfidf-logreg-0"),
                      folder.train_run("a1"), folder.tune, folder.leaderboard):
         assert location.startswith(folder.path + "/")
-    assert folder.experiment({"experiment": RunFolder.experiment_name(2)}) == str(tmp_path / "minilm-cpu-1/tune/extend-2")
-    assert folder.experiment({"experiment": ""}) == folder.path  # a run folder from before tune/
+    assert folder.experiment(RunFolder.experiment_name(2)) == str(tmp_path / "minilm-cpu-1/tune/extend-2")
+    assert folder.experiment("") == folder.path  # a run folder from before tune/
 
 
 def test_a_record_behind_its_checkpoint_takes_the_checkpoints_copy(tmp_path):
@@ -43,7 +44,7 @@ def test_a_record_behind_its_checkpoint_takes_the_checkpoints_copy(tmp_path):
         checkpoint = folder.train_run(record["trial_id"]) + "/checkpoint_2026-11-30_04-00-00.000000"
         write_record(f"{checkpoint}/{CHECKPOINT_RECORD}", {**record, "epochs_run": 2, "val": {"f1": 0.8}})
         register(folder, record["trial_id"], "checkpoint_2026-11-30_04-00-00.000000")
-    assert folder.settle_trial_records() == 1
+    assert settle_trial_records(folder) == 1
     assert read_record(folder.trial_record("a1"))["epochs_run"] == 2
     assert read_record(folder.trial_record("a1"))["val"] == {"f1": 0.8}
     assert read_record(folder.trial_record("b2")) == level  # already level: left as it was

@@ -5,14 +5,15 @@ import optuna
 import pytest
 
 from core.errors import ConfigError
+from core.run_folder import RUN_FOLDER_ENV, RunFolder
 from search_spaces import PRESETS, load_preset
 from search_spaces.distributions import Branches, choice, loguniform
+from search_spaces.optuna_space import trial_settings
+from tests.conftest import run_study
 from trainables.config import ADAPTER_SETTINGS, FineTuneConfig
 from trainables.training import SCORE
-from core.run_folder import RUN_FOLDER_ENV, RunFolder
-from tests.conftest import run_study
 from tune.searcher import RAY_TRIAL_ID, EpochAwareOptunaSearch, journal_storage, settle_study
-from tune.space import check_space, trial_settings
+from tune.space import check_space
 
 LORA_KEYS = set(ADAPTER_SETTINGS)
 
