@@ -22,6 +22,9 @@ from sklearn.model_selection import train_test_split
 
 from core.errors import DataError
 
+# `datasets` is imported only for the inputs that need it (a datasets folder, a hub id): it takes
+# seconds to import, and every trial process imports this module.
+
 TEXT_COLUMNS = ("text_", "text", "review")
 LABEL_COLUMNS = ("label",)
 GROUP_COLUMNS = ("category",)

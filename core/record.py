@@ -18,7 +18,7 @@ from typing import Any, TypedDict, get_type_hints
 from core import storage
 from core.data import RANDOM_PROTOCOL
 from core.errors import UserError
-from core.run_folder import find_records
+from core.run_folder import RECORD_FILE, find_records
 
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "ray", "optuna", "scikit-learn")
 FAILED = "failed"  # a record's `status` when its trial or grid point raised
@@ -160,7 +160,7 @@ def load_records(run_dir: str) -> list[Record]:
     folder has none, or records of different splits or test protocols (never comparable)."""
     paths = find_records(run_dir)
     if not paths:
-        raise UserError(f"No trial records (record.json) under {run_dir}. Is it a run folder?")
+        raise UserError(f"No trial records ({RECORD_FILE}) under {run_dir}. Is it a run folder?")
     records = [Record({**upgrade_record(read_record(path)), "record_path": str(path)}) for path in paths]
     protocols = sorted({r["protocol"] for r in records})
     if len(protocols) > 1:

@@ -29,6 +29,9 @@ from core.record import is_fine_tune, load_records
 from core.run_folder import BASELINE_MODEL_FILE, CHECKPOINT_WEIGHTS, RunFolder
 from results.leaderboard import ci_text, leaderboard_rows, rank, run_metric, scored
 
+# The model stack (transformers, peft, safetensors) is imported only by the bundle kind that needs it:
+# a baseline exports, and `--help` answers, without it.
+
 BUNDLE_FILE = "bundle.json"
 
 

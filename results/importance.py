@@ -24,6 +24,8 @@ from search_spaces import load_preset
 from search_spaces.distributions import Branches, LogUniform, Uniform
 from search_spaces.optuna_space import optuna_distribution, optuna_domains, optuna_params
 
+# Optuna is imported where a study is built: the leaderboard's tables import this module without it.
+
 MIN_TRIALS = 6
 ALL_METHODS = "all fine-tunes"
 IMPORTANCE_SEED = 0

@@ -30,6 +30,9 @@ from core.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, 
 from core.record import has_scores, is_failed, load_records
 from core.run_folder import RunFolder
 
+# The importance section (Optuna) and the plots (matplotlib) are imported where the page is
+# rendered: the search's console and export read this module's tables without them.
+
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 # Readable at a laptop's width: wide tables scroll inside their box, images shrink to fit.

@@ -24,6 +24,9 @@ from core.data import TEXT_COLUMNS, find_column, read_table
 from core.errors import DataError, UserError
 from results.export import BUNDLE_FILE
 
+# Each bundle kind imports only what it loads (joblib and scikit-learn, or transformers and peft):
+# a TF-IDF bundle predicts without the model stack, and `--help` answers at once.
+
 
 def read_texts(path: str | Path, text_col: str | None = None) -> list[str | None]:
     """The reviews in input order, one per row or line; a row without text is None (its output row

@@ -14,6 +14,9 @@ import torch
 from core.errors import ConfigError
 from trainables.config import FineTuneConfig
 
+# transformers is imported only when a model's shape is read: the trial's driver and Ray Train's
+# controller import this module too (tune/trial.py).
+
 OVERHEAD_GB = 0.5  # CUDA context, cuBLAS workspace, allocator fragmentation
 
 

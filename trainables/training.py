@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from core.groups import SplitGroups
 from core.metrics import classification_metrics, selection_score
@@ -397,8 +398,6 @@ def predict(model, ids, labels, batch_size, pad_id, device, *, progress=False) -
     prob = np.zeros(len(ids))
     batches = sorted_batches([len(x) for x in ids], batch_size * 2)
     if progress:
-        from tqdm import tqdm
-
         batches = tqdm(batches, desc="classifying", unit="batch")
     for batch in batches:
         inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}

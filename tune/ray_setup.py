@@ -12,6 +12,9 @@ from core import storage
 from core.errors import UserError
 from core.run_folder import RUN_FOLDER_ENV, RunFolder
 
+# Ray is imported inside the functions that start or query it: tune/search.py imports this module,
+# and `--help` or a refused flag answers without loading Ray (seconds on one core).
+
 # Custom Ray resource that trial drivers (the Tune functions) ask for. A local run declares it;
 # on a cluster, cluster.yaml gives it to the head node, the "safe node" Ray's docs recommend.
 TRIAL_DRIVER = "trial_driver"

@@ -29,6 +29,8 @@ import tempfile
 import warnings
 
 import optuna
+from optuna.storages import InMemoryStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from ray.tune.search.optuna import OptunaSearch
 
 from core import storage
@@ -60,9 +62,6 @@ def journal_storage(folder: RunFolder):
     inside Ray's searcher pickle) in an object store, where a journal cannot be appended to."""
     if storage.is_uri(folder.path):
         return None
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
     return JournalStorage(JournalFileBackend(folder.optuna_journal))
 
 
@@ -152,9 +151,6 @@ def study_in_memory(folder: RunFolder, sampler) -> optuna.Study:
     """The run folder's journal (read from wherever the folder is) as an in-memory study. Trials
     keep their ids: the journal holds this one study, numbered from 0 in the order it created
     them, and the copy adds them in that order."""
-    from optuna.storages import InMemoryStorage, JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
     memory = InMemoryStorage()
     with tempfile.TemporaryDirectory() as local:
         copy = os.path.join(local, OPTUNA_JOURNAL)

@@ -11,6 +11,9 @@ from core.run_folder import RunFolder
 from tune.ray_setup import TRIAL_DRIVER, ray_gpus
 from tune.run_state import RunState
 
+# Ray Tune, the trial function, the searcher and the console are imported where they are built:
+# tune/search.py imports this module, and `--help` or a refused flag answers without loading Ray.
+
 
 def trainable():
     from ray import tune
