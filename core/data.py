@@ -1,9 +1,10 @@
 """Load, validate, clean and split a review dataset, once per run.
 
-The contract (DESIGN.md): a text column and a label column; fake (`CG`) = 0, real (`OR`) = 1
-(numeric labels: 0 = fake unless --fake-label says which value is fake); empty and null texts
-dropped; a text that appears with both labels dropped everywhere, other exact duplicates kept
-once; stratified split, test 20 %, then validation 10 % of the rest, seed 42. A hash of which texts landed in which split goes into every result record.
+The data contract (README, "The data contract"): a text column and a label column; fake (`CG`)
+= 0, real (`OR`) = 1 (numeric labels: 0 = fake unless --fake-label says which value is fake);
+empty and null texts dropped; a text that appears with both labels dropped everywhere, other
+exact duplicates kept once; stratified split, test 20 %, then validation 10 % of the rest, seed
+42. A hash of which texts landed in which split goes into every result record.
 
 Groups (product categories): a group column (default `category` where the data has one) is kept
 through the split, so every record can report test metrics per group. The group-held-out protocol

@@ -27,7 +27,7 @@ from core import storage
 from core.data import RANDOM_PROTOCOL
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, selection_score
-from core.record import has_scores, is_failed, load_records
+from core.record import ADAPTER_METHODS, has_scores, is_failed, load_records
 from core.run_folder import RunFolder
 
 # The importance section (Optuna) and the plots (matplotlib) are imported where the page is
@@ -101,7 +101,7 @@ def mcnemar_p(labels, prob_a, prob_b) -> float:
 
 def describe_params(record: dict) -> str:
     params = record.get("params", {})
-    if record["method"] in ("qlora", "lora"):
+    if record["method"] in ADAPTER_METHODS:
         keys = ("target_modules", "lora_r", "lora_alpha", "use_rslora", "learning_rate", "epochs")
     elif record["method"] == "full":
         keys = ("learning_rate", "epochs")

@@ -22,6 +22,7 @@ import torch
 
 from core.data import TEXT_COLUMNS, find_column, read_table
 from core.errors import DataError, UserError
+from core.record import ADAPTER_METHODS
 from results.export import BUNDLE_FILE
 
 # Each bundle kind imports only what it loads (joblib and scikit-learn, or transformers and peft):
@@ -94,7 +95,7 @@ def bundle_problems(bundle) -> list[str]:
     if kind not in (*FINE_TUNE_FILES, "baseline"):
         return [f"kind {kind!r} is not one of adapter, full, baseline"]
     problems = []
-    allowed = BASELINES if kind == "baseline" else (("full",) if kind == "full" else ("qlora", "lora"))
+    allowed = BASELINES if kind == "baseline" else (("full",) if kind == "full" else ADAPTER_METHODS)
     if method not in allowed:
         problems.append(f"method {method!r} is not a {kind} method ({', '.join(allowed)})")
     if kind == "baseline" and not is_plain_file_name(bundle.get("model_file")):
