@@ -41,6 +41,8 @@ class Record(TypedDict, total=False):
     eval_point: int  # the report point scored (core/reports.py); fine-tunes only
     selection: dict  # {"metric": the run's selection metric, "val_score": its value}
     val: dict  # core.metrics.classification_metrics on validation
+    val_labels: list  # validation labels in the split's order (what an ensemble is chosen on)
+    val_prob_real: list  # probability of real for each validation review, same order
     test: dict  # the same on test: reported, never used to choose
     test_labels: list  # test labels in the split's order (1 = real)
     test_prob_real: list  # probability of real for each test review, same order
@@ -84,8 +86,9 @@ def check_fields(record: dict, required: tuple[str, ...]) -> None:
     missing = [key for key in required if key not in record]
     if unknown or missing:
         raise ValueError(f"Record outside its schema (core/record.Record): unknown {unknown}, missing {missing}.")
-    if len(record.get("test_labels", ())) != len(record.get("test_prob_real", ())):
-        raise ValueError("A record's test_labels and test_prob_real differ in length.")
+    for split in ("val", "test"):
+        if len(record.get(f"{split}_labels", ())) != len(record.get(f"{split}_prob_real", ())):
+            raise ValueError(f"A record's {split}_labels and {split}_prob_real differ in length.")
 
 
 def identity(*, method: str, preset: str, model: str, trial_id: str, params: dict, config: dict,

@@ -1,7 +1,7 @@
 """Export a run's best fine-tune (by the run's validation selection metric), or any trial or
 baseline with --trial, as a self-contained bundle.
 
-    python -m results.export RUN_DIR --out DIR [--trial ID] [--merge]
+    python -m results.export RUN_DIR --out DIR [--trial ID | --ensemble] [--merge]
 
 RUN_DIR is a run folder, or its s3:// or gs:// URI; the bundle is written to the local folder DIR.
 
@@ -10,6 +10,8 @@ Fine-tunes (qlora, lora): the LoRA adapter and trained head as peft's own safete
 base model, quantization, training config, metrics) and a model card. `--merge` also writes the
 adapter merged into a bf16 copy of the base (merged/). Full fine-tunes save the whole model
 (model/). Baselines save their fitted model with joblib (a pickle: load only bundles you trust).
+`--ensemble`: the run's ensemble (results/ensemble.py), each member's bundle under members/ and
+their weights in bundle.json.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from core.errors import UserError
 from core.metrics import DEFAULT_METRIC, selection_score
 from core.record import is_fine_tune, load_records
 from core.run_folder import BASELINE_MODEL_FILE, CHECKPOINT_WEIGHTS, RunFolder
+from results.ensemble import build_ensemble
 from results.leaderboard import ci_text, leaderboard_rows, rank, run_metric, scored
 
 # The model stack (transformers, peft, safetensors) is imported only by the bundle kind that needs it:
 # a baseline exports, and `--help` answers, without it.
 
 BUNDLE_FILE = "bundle.json"
+ENSEMBLE_MEMBERS = "members"  # an ensemble bundle's folder of member bundles
 
 
 def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_METRIC) -> tuple[dict, str]:
@@ -59,31 +63,55 @@ def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_
 
 
 def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool = False,
-           trust_remote_code: bool = False) -> Path:
+           trust_remote_code: bool = False, ensemble: bool = False) -> Path:
+    """Write the bundle of one record (the best fine-tune, or --trial), or with `ensemble` the
+    run's ensemble (results/ensemble.py) with a bundle per member, into the new folder `out`."""
     folder = RunFolder.at(run_dir)
     records = load_records(folder.path)
     metric = run_metric(folder.path)
-    record, reason = choose_record(records, trial, metric)
-    if needs_remote_code(record) and not trust_remote_code:
-        raise UserError(f"Trial {record['trial_id']}'s model {record['model']} runs code from its model "
-                        "repository. If you trust it, pass --trust-remote-code.")
+    if ensemble:
+        chosen = build_ensemble(records, metric)
+        if chosen is None:
+            raise UserError("This run has fewer than two models with validation predictions (records from "
+                            "before ensembles keep none), so it has no ensemble. Export one model instead.")
+        members = [(next(r for r in records if str(r["trial_id"]) == member), "a member of the ensemble")
+                   for member in chosen.members]
+    else:
+        members = [choose_record(records, trial, metric)]
+    for record, _ in members:
+        if needs_remote_code(record) and not trust_remote_code:
+            raise UserError(f"Trial {record['trial_id']}'s model {record['model']} runs code from its model "
+                            "repository. If you trust it, pass --trust-remote-code.")
     final = Path(out)
     if final.exists() and (not final.is_dir() or any(final.iterdir())):
         what = "is not empty" if final.is_dir() else "is a file"
         raise UserError(f"--out {final} exists and {what}; choose a new --out folder.")
     if not final.parent.is_dir():
         raise UserError(f"--out {final}: the folder {final.parent} does not exist; create it or choose another.")
-    out = final.with_name(final.name + ".partial")  # renamed into place only when complete
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    partial = final.with_name(final.name + ".partial")  # renamed into place only when complete
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     try:
-        if is_fine_tune(record):
-            bundle = export_fine_tune(folder, record, out, merge)
+        if ensemble:
+            write_ensemble_bundle(folder, chosen, members, records, metric, partial, merge)
         else:
-            bundle = export_baseline(record, out)
+            write_bundle(folder, *members[0], records, metric, partial, merge)
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise
+    if final.exists():
+        final.rmdir()  # empty: checked above
+    partial.rename(final)
+    return final
+
+
+def write_bundle(folder: RunFolder, record: dict, reason: str, records: list[dict], metric: str, out: Path,
+                 merge: bool) -> dict:
+    """One record's bundle in `out`: its model files, bundle.json and a model card."""
+    if is_fine_tune(record):
+        bundle = export_fine_tune(folder, record, out, merge)
+    else:
+        bundle = export_baseline(record, out)
     bundle.update({
         "method": record["method"],
         "preset": record["preset"],
@@ -97,10 +125,35 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
     (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=1))
     row = next(r for r in leaderboard_rows(records, metric) if r["record_path"] == record["record_path"])
     (out / "README.md").write_text(model_card(bundle, row))
-    if final.exists():
-        final.rmdir()
-    out.rename(final)
-    return final
+    return bundle
+
+
+def write_ensemble_bundle(folder: RunFolder, ensemble, members: list[tuple[dict, str]], records: list[dict],
+                          metric: str, out: Path, merge: bool) -> None:
+    """members/<trial id>/ holds each member's bundle as a single export writes it; bundle.json
+    names them with their weights. Predict averages their probabilities of real with those weights."""
+    for record, reason in members:
+        member = out / ENSEMBLE_MEMBERS / str(record["trial_id"])
+        member.mkdir(parents=True)
+        write_bundle(folder, record, reason, records, metric, member, merge)
+    bundle = {
+        "kind": "ensemble", "method": "ensemble",
+        "members": [{"folder": member, "weight": weight} for member, weight in zip(ensemble.members, ensemble.weights)],
+        "label_map": {"0": "fake", "1": "real"},
+        "metrics": {"val": ensemble.val, "test": ensemble.test},
+        "split_hash": records[0]["split_hash"], "exported_from": folder.path,
+        "chosen": (f"greedy selection over validation probabilities ({ensemble.rounds} rounds) by "
+                   f"validation {metric}: {100 * ensemble.val_score:.2f} against "
+                   f"{100 * ensemble.best_member_val_score:.2f} for its best member {ensemble.best_member}"),
+    }
+    (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=1))
+    lines = "\n".join(f"| {m['folder']} | {m['weight']:.2f} |" for m in bundle["members"])
+    (out / "README.md").write_text(
+        f"# Review classifier: an ensemble of {len(members)} models\n\nLabels: 0 = fake, 1 = real. Exported "
+        f"from {folder.path} (split hash {bundle['split_hash']}); {bundle['chosen']}. Test: "
+        f"F1 {100 * ensemble.test['f1']:.2f}, macro-F1 {100 * ensemble.test['macro_f1']:.2f}.\n\n"
+        f"| member (members/) | weight |\n|---|---:|\n{lines}\n\nEvery member runs at predict time:\n\n"
+        "    python -m results.predict {this folder} reviews.csv --out predictions.csv\n")
 
 
 def export_fine_tune(folder: RunFolder, record: dict, out: Path, merge: bool) -> dict:
@@ -221,17 +274,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="new folder for the bundle")
     parser.add_argument("--trial", help="trial or baseline id to export (default: the fine-tune with the best "
                                         "validation score by the run's selection metric)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="export the run's ensemble instead (the leaderboard's ensemble row: greedy selection "
+                             "on validation over every model of the run), a bundle per member; every member runs "
+                             "at predict time")
     parser.add_argument("--merge", action="store_true", help="also write the adapter merged into a bf16 base")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the base model's own code to rebuild it (Stella needs it: only models you trust)")
     args = parser.parse_args(argv)
     try:
-        out = export(args.run_dir, args.out, args.trial, args.merge, args.trust_remote_code)
+        if args.ensemble and args.trial:
+            raise UserError("--ensemble exports the run's ensemble; --trial exports one model. Pass one of them.")
+        out = export(args.run_dir, args.out, args.trial, args.merge, args.trust_remote_code, args.ensemble)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     bundle = json.loads((out / BUNDLE_FILE).read_text())
-    print(f"Exported trial {bundle['trial_id']} ({bundle['method']}; {bundle['chosen']}) to {out}")
+    if bundle["kind"] == "ensemble":
+        members = ", ".join(f"{m['folder']} x{m['weight']:.2f}" for m in bundle["members"])
+        print(f"Exported the ensemble ({members}; {bundle['chosen']}) to {out}")
+    else:
+        print(f"Exported trial {bundle['trial_id']} ({bundle['method']}; {bundle['chosen']}) to {out}")
     return 0
 
 

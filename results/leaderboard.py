@@ -29,6 +29,7 @@ from core.errors import UserError
 from core.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, selection_score
 from core.record import ADAPTER_METHODS, has_scores, is_failed, load_records
 from core.run_folder import RunFolder
+from results.ensemble import Ensemble, build_ensemble
 
 # The importance section (Optuna) and the plots (matplotlib) are imported where the page is
 # rendered: the search's console and export read this module's tables without them.
@@ -86,6 +87,20 @@ def bootstrap_f1_interval(labels, prob_real, samples: int = BOOTSTRAP_SAMPLES, s
     f1 = f1_from_counts((y & p).sum(1), ((1 - y) & p).sum(1), (y & (1 - p)).sum(1))
     tail = (1 - level) / 2
     return float(np.quantile(f1, tail)), float(np.quantile(f1, 1 - tail))
+
+
+def bootstrap_macro_f1_interval(labels, prob_real, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
+                                level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of test macro-F1 (the mean of both classes' F1) over resampled test sets."""
+    labels = np.asarray(labels, dtype=int)
+    predicted = (np.asarray(prob_real) >= 0.5).astype(int)
+    index = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
+    y, p = labels[index], predicted[index]
+    real = f1_from_counts((y & p).sum(1), ((1 - y) & p).sum(1), (y & (1 - p)).sum(1))
+    fake = f1_from_counts(((1 - y) & (1 - p)).sum(1), (y & (1 - p)).sum(1), ((1 - y) & p).sum(1))
+    macro = (real + fake) / 2
+    tail = (1 - level) / 2
+    return float(np.quantile(macro, tail)), float(np.quantile(macro, 1 - tail))
 
 
 def mcnemar_p(labels, prob_a, prob_b) -> float:
@@ -167,6 +182,51 @@ def leaderboard_rows(records: list[dict], metric: str = DEFAULT_METRIC) -> list[
     return rows
 
 
+def ensemble_row(ensemble: Ensemble, records: list[dict], rows: list[dict]) -> dict:
+    """The ensemble as a leaderboard row, unranked (it is chosen on the same validation reviews its
+    score is read from): its members and weights as settings, its test metrics with the bootstrap
+    interval, McNemar against the top single model; its cost is its members' together."""
+    by_id = {str(r["trial_id"]): r for r in records}
+    members = [by_id[member] for member in ensemble.members]
+    top = by_id[str(rows[0]["trial"])]
+    low, high = bootstrap_f1_interval(ensemble.test_labels, ensemble.test_prob_real)
+    seconds = sum(m.get("train_seconds", 0) + m.get("eval_seconds", 0) for m in members)
+    on_gpu = any(m.get("device", "cpu") != "cpu" for m in members)
+    test, metric = ensemble.test, ensemble.metric
+    return {
+        "rank": None, "trial": "ensemble", "method": "ensemble", "model": "", "settings": ensemble.describe(),
+        "selection_metric": metric, "val_score": ensemble.val_score,
+        "constant_prediction": predicts_one_class(ensemble.val), "val_f1": ensemble.val["f1"],
+        "test_score": test.get(SELECTION_METRICS[metric]), "test_f1": test["f1"], "test_f1_low": low,
+        "test_f1_high": high, "test_macro_f1": test["macro_f1"], "test_accuracy": test["accuracy"],
+        "test_precision": test["precision"], "test_recall": test["recall"], "test_roc_auc": test["roc_auc"],
+        "test_average_precision": test["average_precision"], "epochs_run": None, "epochs_planned": None,
+        "wall_seconds": seconds, "gpu_minutes": seconds / 60 if on_gpu else 0.0,
+        "cpu_minutes": 0.0 if on_gpu else seconds / 60, "gpu_peak_mb": None, "cpu_peak_rss_mb": None,
+        "trainable_params": sum(m.get("trainable_params") or 0 for m in members),
+        "adapter_bytes": sum(m.get("adapter_bytes") or 0 for m in members),
+        "p_vs_top": mcnemar_p(top["test_labels"], top["test_prob_real"], ensemble.test_prob_real),
+        "record_path": None, "members": ensemble.members, "weights": ensemble.weights,
+    }
+
+
+def ensemble_note(ensemble: Ensemble) -> str:
+    """One line under the table: what the ensemble is, and whether validation says to use it."""
+    verdict = ("better than its best member on validation" if ensemble.better_than_best_member else
+               f"no better than its best member ({ensemble.best_member}) on validation: use that model alone")
+    return (f"Ensemble: greedy selection with replacement over every model's validation probabilities "
+            f"({ensemble.rounds} rounds, best prefix), weights = picks / size; validation {ensemble.metric} "
+            f"{100 * ensemble.val_score:.2f} against {100 * ensemble.best_member_val_score:.2f} for its best "
+            f"member: {verdict}. Export it with `python -m results.export RUN --ensemble --out DIR`.")
+
+
+def table_rows(records: list[dict], metric: str) -> tuple[list[dict], Ensemble | None]:
+    """The leaderboard's rows: every scored record ranked, then the ensemble's (when there is one)."""
+    rows = leaderboard_rows(records, metric)
+    ensemble = build_ensemble(records, metric)
+    return (rows + [ensemble_row(ensemble, records, rows)] if ensemble else rows), ensemble
+
+
 def group_rows(records: list[dict], rows: list[dict]) -> list[dict]:
     """Test F1 per group of each method's best trial, with 95 % bootstrap intervals. A group is
     flagged `below_overall` when its whole interval lies below the trial's overall interval."""
@@ -221,12 +281,13 @@ def format_table(records: list[dict], metric: str = DEFAULT_METRIC) -> str:
     """The short console table that ends every search."""
     lines = [f"| rank | trial | method | settings | epochs | val {metric} | test {metric} | test F1 (95% CI) | minutes |",
              "|---:|---|---|---|---:|---:|---:|---|---:|"]
-    for row in leaderboard_rows(records, metric):
+    rows, ensemble = table_rows(records, metric)
+    for row in rows:
         lines.append(
-            f"| {row['rank']} | {row['trial']} | {row['method']} | {row['settings']} | {epochs_text(row)} | "
+            f"| {row['rank'] or '-'} | {row['trial']} | {row['method']} | {row['settings']} | {epochs_text(row)} | "
             f"{score_text(row['val_score'], row['constant_prediction'])} | {score_text(row['test_score'])} | {ci_text(row)} | "
             f"{row['wall_seconds'] / 60:.1f} |")
-    return "\n".join(lines + failure_lines(records))
+    return "\n".join(lines + ([f"\n{ensemble_note(ensemble)}"] if ensemble else []) + failure_lines(records))
 
 
 def score_text(value, constant: bool = False) -> str:
@@ -258,7 +319,7 @@ def markdown(rows: list[dict], metric: str) -> str:
     ]
     for row in rows:
         lines.append("| " + " | ".join([
-            str(row["rank"]), row["method"], Path(str(row["model"])).name, row["settings"],
+            str(row["rank"] or "-"), row["method"], Path(str(row["model"])).name, row["settings"],
             score_text(row["val_score"], row["constant_prediction"]), score_text(row["test_score"]),
             number(row["val_f1"], 100), ci_text(row), number(row["p_vs_top"], digits=3),
             number(row["test_macro_f1"], 100), number(row["test_accuracy"], 100),
@@ -278,16 +339,19 @@ def write_leaderboard(run_dir: str, records: list[dict] | None = None, metric: s
     run's own)."""
     records = records if records is not None else load_records(run_dir)
     metric = metric or run_metric(run_dir)
-    rows = leaderboard_rows(records, metric)
     with tempfile.TemporaryDirectory() as folder:
-        render(records, rows, Path(folder), metric)
+        render(records, Path(folder), metric)
         out = RunFolder.at(run_dir).leaderboard
         storage.upload(folder, out)
     return out
 
 
-def render(records: list[dict], rows: list[dict], out: Path, metric: str) -> None:
-    table = markdown(rows, metric)
+def render(records: list[dict], out: Path, metric: str) -> None:
+    all_rows, ensemble = table_rows(records, metric)
+    rows = [row for row in all_rows if row["record_path"]]  # the records' own, for groups and plots
+    table = markdown(all_rows, metric)
+    if ensemble:
+        (out / "ensemble.json").write_text(json.dumps(ensemble.to_json(), indent=1))
     note = (f"Ranked by validation {metric} within method groups (a trial that predicts one class for "
             "every validation review, marked (constant), ranks last); F1 is the study's (positive "
             "class real), test F1 with a 95 % bootstrap interval "
@@ -309,14 +373,17 @@ def render(records: list[dict], rows: list[dict], out: Path, metric: str) -> Non
     if found:
         importance_section = f"\n## Hyperparameter importance\n\n{importance_markdown(found, metric)}\n"
         (out / "importance.json").write_text(json.dumps(found, indent=1))
+    ensemble_text = f"\n{ensemble_note(ensemble)}\n" if ensemble else ""
     (out / "leaderboard.md").write_text(
-        f"# Leaderboard\n\n{note}\n\n{table}\n{failures}\n{group_section}{importance_section}")
-    pd.DataFrame(rows).to_csv(out / "leaderboard.csv", index=False)
-    (out / "leaderboard.json").write_text(json.dumps(rows, indent=1))
+        f"# Leaderboard\n\n{note}\n\n{table}\n{ensemble_text}{failures}\n{group_section}{importance_section}")
+    pd.DataFrame(all_rows).to_csv(out / "leaderboard.csv", index=False)
+    (out / "leaderboard.json").write_text(json.dumps(all_rows, indent=1))
     from results.plots import write_plots
 
     images = write_plots(records, rows, out, groups, found)
-    html_table = pd.DataFrame(rows).drop(columns=["record_path"]).to_html(index=False, float_format="%.4f")
+    html_table = pd.DataFrame(all_rows).drop(columns=["record_path"]).to_html(index=False, float_format="%.4f")
+    if ensemble:
+        html_table += f"<p>{escape(ensemble_note(ensemble))}</p>"
     html_groups = ""
     if groups:
         header, cells = group_table(groups)

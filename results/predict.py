@@ -23,7 +23,7 @@ import torch
 from core.data import TEXT_COLUMNS, find_column, read_table
 from core.errors import DataError, UserError
 from core.record import ADAPTER_METHODS
-from results.export import BUNDLE_FILE
+from results.export import BUNDLE_FILE, ENSEMBLE_MEMBERS
 
 # Each bundle kind imports only what it loads (joblib and scikit-learn, or transformers and peft):
 # a TF-IDF bundle predicts without the model stack, and `--help` answers at once.
@@ -74,6 +74,10 @@ def read_bundle(folder: str | Path) -> dict:
     problems = bundle_problems(bundle)
     if problems:
         raise UserError(f"{path} is not a bundle results.export writes: {'; '.join(problems)}. Export it again.")
+    if bundle["kind"] == "ensemble":
+        for member in bundle["members"]:
+            member["bundle"] = read_member(folder / ENSEMBLE_MEMBERS / member["folder"])
+        return bundle
     needed = list(FINE_TUNE_FILES.get(bundle["kind"], [bundle.get("model_file")]))
     if bundle["method"].startswith("embed-"):
         needed.append("tokenizer")
@@ -81,6 +85,29 @@ def read_bundle(folder: str | Path) -> dict:
     if missing:
         raise UserError(f"Bundle {folder} is incomplete: missing {', '.join(missing)}. Export it again.")
     return bundle
+
+
+def read_member(folder: Path) -> dict:
+    """An ensemble member's bundle, under the same checks as a bundle alone; never an ensemble."""
+    if not folder.is_dir():
+        raise UserError(f"Ensemble member {folder} is missing. Export the ensemble again.")
+    member = read_bundle(folder)
+    if member["kind"] == "ensemble":
+        raise UserError(f"{folder} is an ensemble inside an ensemble, which results.export never writes.")
+    return member
+
+
+def ensemble_problems(bundle: dict) -> list[str]:
+    members = bundle.get("members")
+    if not isinstance(members, list) or not members:
+        return ["an ensemble without members"]
+    problems = []
+    for member in members:
+        if not isinstance(member, dict) or not is_plain_file_name(member.get("folder")):
+            problems.append(f"member {member!r} names no folder inside the bundle")
+        elif not isinstance(member.get("weight"), (int, float)) or not 0 < member["weight"] <= 1:
+            problems.append(f"member {member['folder']}'s weight is not in (0, 1]")
+    return problems
 
 
 def bundle_problems(bundle) -> list[str]:
@@ -92,8 +119,10 @@ def bundle_problems(bundle) -> list[str]:
     if not isinstance(bundle, dict):
         return ["it holds no JSON object"]
     kind, method = bundle.get("kind"), bundle.get("method")
+    if kind == "ensemble":
+        return ensemble_problems(bundle)
     if kind not in (*FINE_TUNE_FILES, "baseline"):
-        return [f"kind {kind!r} is not one of adapter, full, baseline"]
+        return [f"kind {kind!r} is not one of adapter, full, baseline, ensemble"]
     problems = []
     allowed = BASELINES if kind == "baseline" else (("full",) if kind == "full" else ADAPTER_METHODS)
     if method not in allowed:
@@ -129,7 +158,12 @@ def base_model(bundle: dict) -> tuple[str | None, str | None]:
 def check_trust(bundle: dict, trust_pickle: bool, trust_remote_code: bool) -> None:
     """Code from outside runs only when the command line says so, whatever bundle.json says: a
     baseline bundle is loaded with joblib (a pickle runs code), and a model that needs its
-    repository's code gets it only with --trust-remote-code (without it, transformers refuses)."""
+    repository's code gets it only with --trust-remote-code (without it, transformers refuses). An
+    ensemble asks for what any of its members needs."""
+    if bundle["kind"] == "ensemble":
+        for member in bundle["members"]:
+            check_trust(member["bundle"], trust_pickle, trust_remote_code)
+        return
     if bundle["kind"] == "baseline" and not trust_pickle:
         raise UserError(f"This {bundle['method']} bundle's model is a joblib pickle, and loading a pickle runs "
                         "whatever code it holds. If you trust where this bundle came from, pass --trust-pickle.")
@@ -160,6 +194,9 @@ def predict_texts(folder: str | Path, texts: list[str | None], progress: bool = 
 
 def classify(folder: Path, bundle: dict, texts: list[str], progress: bool, trust_remote_code: bool) -> np.ndarray:
     """Load what bundle.json's kind says (read_bundle checked it, check_trust allowed it) and classify."""
+    if bundle["kind"] == "ensemble":  # each member loaded and run in turn: the cost is theirs together
+        return sum(member["weight"] * classify(folder / ENSEMBLE_MEMBERS / member["folder"], member["bundle"], texts,
+                                               progress, trust_remote_code) for member in bundle["members"])
     if bundle["kind"] == "baseline" and bundle["method"] == "tfidf-logreg":
         import joblib
 

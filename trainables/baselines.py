@@ -92,6 +92,8 @@ def run_baseline(config: BaselineConfig, record_path: str, model_path: str) -> d
         baseline_identity(config, storage.name(storage.parent(record_path))),
         epochs_run=None,
         val=classification_metrics(data["val"][1], val_prob),
+        val_labels=np.asarray(data["val"][1]).tolist(),
+        val_prob_real=[round(float(p), 6) for p in val_prob],
         test=classification_metrics(data["test"][1], test_prob),
         test_labels=np.asarray(data["test"][1]).tolist(),
         test_prob_real=[round(float(p), 6) for p in test_prob],

@@ -190,7 +190,7 @@ def score_point(model, point: int, stats: dict, record: dict | None, context: Tr
     record (only its history grows) is written before the report, since ASHA never stops a trial
     there but the time budget may."""
     scored = point in context.scored_points
-    val, test = evaluate(model, point, stats, scored, context)
+    val, val_predictions, test = evaluate(model, point, stats, scored, context)
     metrics = point_report(point, val, stats["train_loss"], context.config)
     if not scored:
         record = {**record, "history": context.history, **time_totals(context.history)} if record else None
@@ -200,7 +200,7 @@ def score_point(model, point: int, stats: dict, record: dict | None, context: Tr
             context.report(metrics, None)
         return record
     weights = trainable_state_dict(model)
-    record = trial_record(context, point, val, metrics[SCORE], test, weights)
+    record = trial_record(context, point, val, val_predictions, metrics[SCORE], test, weights)
     with tempfile.TemporaryDirectory() as folder:
         write_checkpoint(folder, weights, record, point, context)
         if context.report:
@@ -210,8 +210,8 @@ def score_point(model, point: int, stats: dict, record: dict | None, context: Tr
 
 
 def evaluate(model, point: int, stats: dict, scored: bool, context: TrialContext):
-    """Validation metrics, and at a scored point test's (labels, probability of real); the point
-    joins the history."""
+    """Validation metrics and (labels, probabilities of real), and at a scored point test's (labels,
+    probabilities of real); the point joins the history."""
     config, data, history = context.config, context.data, context.history
     started = time.perf_counter()
     val_labels, val_prob = predict(model, *data["val"], config.batch_size, context.pad_id, context.device)
@@ -222,7 +222,7 @@ def evaluate(model, point: int, stats: dict, scored: bool, context: TrialContext
     history.append({POINT: point, EPOCH: point / config.evals_per_epoch, "samples_seen": samples_seen,
                     "val": val, "scored": scored, **stats,
                     **({"placement": context.placement} if context.placement else {})})
-    return val, test
+    return val, (val_labels, val_prob), test
 
 
 def write_checkpoint(folder: str, weights: dict, record: dict, point: int, context: TrialContext) -> None:
@@ -236,11 +236,13 @@ def write_checkpoint(folder: str, weights: dict, record: dict, point: int, conte
                os.path.join(folder, CHECKPOINT_STATE))
 
 
-def trial_record(context: TrialContext, point: int, val: dict, score: float, test, weights: dict) -> dict:
+def trial_record(context: TrialContext, point: int, val: dict, val_predictions, score: float, test,
+                 weights: dict) -> dict:
     """The record at a scored point: its headline (val, test: (labels, probability of real)) is the
     model of the checkpoint stored at this point; its history has every report point so far."""
     config, device, history = context.config, context.device, context.history
     test_labels, test_prob = test
+    val_labels, val_prob = val_predictions
     trainable, total_params = context.params
     return scored_record(
         trial_identity(config, context.trial_id, searched=context.searched),
@@ -253,6 +255,8 @@ def trial_record(context: TrialContext, point: int, val: dict, score: float, tes
         startup_seconds=context.marks["first_step"] - context.started_at,
         startup_parts=startup_parts(context),
         val=val,
+        val_labels=val_labels.tolist(),  # in the split's validation order, as test's: what an ensemble is chosen on
+        val_prob_real=[round(float(p), 6) for p in val_prob],
         test=classification_metrics(test_labels, test_prob),
         test_labels=test_labels.tolist(),
         test_prob_real=[round(float(p), 6) for p in test_prob],

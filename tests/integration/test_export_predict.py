@@ -184,3 +184,31 @@ def test_an_edited_bundle_or_a_bad_out_is_one_line(records, test_texts, tmp_path
     assert predicted.returncode == 2 and "Traceback" not in predicted.stderr
     assert predicted.stderr.strip().splitlines()[-1].startswith(f"error: Bundle {bundle} could not be loaded")
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_the_ensemble_exports_with_its_members_and_predict_reproduces_its_test_predictions(records, test_texts,
+                                                                                           tmp_path):
+    from core.record import load_records
+    from results.ensemble import build_ensemble
+
+    run_dir, by_trial = records
+    ensemble = build_ensemble(load_records(str(run_dir)), "macro_f1")
+    bundle = tmp_path / "ensemble"
+    exported = run("-m", "results.export", str(run_dir), "--ensemble", "--out", str(bundle))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    written = json.loads((bundle / "bundle.json").read_text())
+    assert written["kind"] == "ensemble" and [m["folder"] for m in written["members"]] == ensemble.members
+    for member in ensemble.members:  # each member as a single export writes it
+        assert json.loads((bundle / "members" / member / "bundle.json").read_text())["trial_id"] == member
+    pickles = any(not by_trial[m]["method"] in ("qlora", "lora", "full") for m in ensemble.members)
+    if pickles:  # a member's pickle loads only when the command line says so, as alone
+        refused = run("-m", "results.predict", str(bundle), str(test_texts), "--out", str(tmp_path / "x.csv"))
+        assert refused.returncode == 2 and "pass --trust-pickle" in refused.stderr
+    predicted = run("-m", "results.predict", str(bundle), str(test_texts), "--out", str(tmp_path / "e.csv"),
+                    *(["--trust-pickle"] if pickles else []))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "e.csv")["prob_real"].to_numpy(), ensemble.test_prob_real,
+                               atol=2e-5)
+    both = run("-m", "results.export", str(run_dir), "--ensemble", "--trial", ensemble.members[0],
+               "--out", str(tmp_path / "both"))
+    assert both.returncode == 2 and "Pass one of them" in both.stderr
