@@ -48,7 +48,7 @@ def main() -> None:
     data = prepare_data(args.data, get_profile("full"), tokenizer, preset.MODEL, run_dir)
     print(f"{data.cleaning}; split {data.rows}; hash {data.split_hash}; max length {data.max_length}", flush=True)
     started = time.perf_counter()
-    path, _ = cached_embeddings(data.data_dir, data.tokens_file, preset.MODEL, data.split_hash, data.max_length,
+    path, computed = cached_embeddings(data.data_dir, data.tokens_file, preset.MODEL, data.split_hash, data.max_length,
                                 preset.POOLING, tokenizer.pad_token_id or 0, trust_remote_code=preset.TRUST_REMOTE_CODE,
                                 overrides=loading_overrides(args.preset))
     embed_seconds = time.perf_counter() - started
@@ -58,7 +58,7 @@ def main() -> None:
         for index, params in enumerate(grid):
             config = BaselineConfig(method=method, preset=args.preset, model=preset.MODEL,
                                     max_length=data.max_length, data_dir=data.data_dir,
-                                    embeddings_file=path.name, split_hash=data.split_hash, **params)
+                                    embeddings_file=Path(path).name, split_hash=data.split_hash, **params)
             folder = run_dir / "baselines" / f"{method}-{index}"
             record = run_baseline(config, folder / "record.json", folder / "model.joblib")
             records.append(record)
@@ -71,7 +71,7 @@ def main() -> None:
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d"),
               "machine": f"cpu ({torch.get_num_threads()} threads)", "rows": data.rows,
               "split_hash": data.split_hash, "embedding_model": preset.MODEL,
-              "embedding_seconds": embed_seconds, "baselines": rows, "ensemble": comparison}
+              "embedding_seconds": embed_seconds if computed else None, "baselines": rows, "ensemble": comparison}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "baselines-full-data.json").write_text(json.dumps(result, indent=1))
@@ -82,7 +82,7 @@ def main() -> None:
     (out / "baselines-full-data.md").write_text(
         f"# Baselines on the full shared dataset\n\n`{result['command']}` on {result['date']}, {result['machine']}; "
         f"split {data.rows} (hash {data.split_hash}); frozen {preset.MODEL} embeddings ({preset.POOLING} pooling, "
-        f"{embed_seconds:.0f} s).\n\n| method | settings | val F1 | test F1 | test acc | test ROC AUC | fit s |\n"
+        f"{f'{embed_seconds:.0f} s' if computed else 'read from the run folder, computed by an earlier run'}).\n\n| method | settings | val F1 | test F1 | test acc | test ROC AUC | fit s |\n"
         f"|---|---|---:|---:|---:|---:|---:|\n{table}\n\n{ensemble_markdown(comparison)}\n")
     print((out / "baselines-full-data.md").read_text())
 
