@@ -203,13 +203,15 @@ def export_fine_tune(folder: RunFolder, record: dict, out: Path, merge: bool) ->
 def write_merged(config, out: Path) -> None:
     """The adapter folded into a bf16 copy of the (unquantized) base."""
     from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from trainables.model import loading_overrides, resolve_model_path
 
     base = AutoModelForSequenceClassification.from_pretrained(
         resolve_model_path(config.model), num_labels=2, trust_remote_code=config.trust_remote_code,
         revision=config.model_revision, dtype=torch.bfloat16, **loading_overrides(config.preset))
+    # A decoder's head pools at the last non-pad token: it needs the pad id training used
+    base.config.pad_token_id = AutoTokenizer.from_pretrained(out / "tokenizer").pad_token_id
     merged = PeftModel.from_pretrained(base, out / "adapter").merge_and_unload()
     merged.save_pretrained(out / "merged")
     shutil.copytree(out / "tokenizer", out / "merged", dirs_exist_ok=True)

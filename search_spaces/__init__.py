@@ -23,7 +23,7 @@ from types import ModuleType
 
 from core.errors import ConfigError
 
-PRESETS = {"minilm": "minilm", "stella": "stella", "flan-t5": "flan_t5"}
+PRESETS = {"minilm": "minilm", "stella": "stella", "flan-t5": "flan_t5", "qwen": "qwen"}
 
 
 def load_preset(name: str) -> ModuleType:

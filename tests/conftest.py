@@ -179,3 +179,21 @@ def tiny_t5(tmp_path_factory, minilm_tokenizer) -> str:
     T5Model(config).save_pretrained(folder)
     minilm_tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory, minilm_tokenizer) -> str:
+    """A 2-layer, 32-wide Qwen2 decoder (grouped-query attention: 4 query heads, 2 key/value heads;
+    tied embeddings) with MiniLM's BERT-style tokenizer, saved as a local model folder. Its config
+    has no pad token id, as Qwen2.5's has none: every load must give the head the tokenizer's."""
+    from transformers import Qwen2Config, Qwen2Model
+
+    folder = tmp_path_factory.mktemp("tiny_qwen")
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=True)
+    assert config.pad_token_id is None
+    Qwen2Model(config).save_pretrained(folder)
+    minilm_tokenizer.save_pretrained(folder)
+    return str(folder)

