@@ -24,7 +24,7 @@ def data(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["bert", "--data", "x.csv"], "error: Unknown preset 'bert'. Choose one of: minilm, stella, flan-t5."),
+    (["bert", "--data", "x.csv"], "error: Unknown preset 'bert'. Choose one of: minilm, stella, flan-t5, qwen."),
     (["minilm", "--data", "nowhere.csv", "--profile", "smoke"],
      "error: Data file not found: nowhere.csv. Pass the dataset with --data PATH."),
 ])

@@ -20,7 +20,7 @@ def test_every_space_key_is_a_config_field_and_every_edge_is_valid(name):
 
 def test_only_stella_runs_remote_code():
     assert {name: load_preset(name).TRUST_REMOTE_CODE for name in PRESETS} == {
-        "minilm": False, "stella": True, "flan-t5": False}
+        "minilm": False, "stella": True, "flan-t5": False, "qwen": False}
 
 
 def test_config_names_every_bad_field_with_its_range():
@@ -58,5 +58,5 @@ def test_space_key_that_is_not_a_setting_is_refused():
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match="Unknown preset 'bert'. Choose one of: minilm, stella, flan-t5."):
+    with pytest.raises(ConfigError, match="Unknown preset 'bert'. Choose one of: minilm, stella, flan-t5, qwen."):
         load_preset("bert")
