@@ -77,30 +77,33 @@ def f1_from_counts(tp, fp, fn):
     return np.divide(2 * tp, denominator, out=np.zeros_like(denominator, dtype=float), where=denominator > 0)
 
 
-def bootstrap_f1_interval(labels, prob_real, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
-                          level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of test F1 (positive class real) over resampled test sets."""
+def resampled(labels, prob_real, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions at 0.5) of `samples` test sets drawn with replacement, one a row."""
     labels = np.asarray(labels, dtype=int)
     predicted = (np.asarray(prob_real) >= 0.5).astype(int)
     index = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
-    y, p = labels[index], predicted[index]
-    f1 = f1_from_counts((y & p).sum(1), ((1 - y) & p).sum(1), (y & (1 - p)).sum(1))
+    return labels[index], predicted[index]
+
+
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2
-    return float(np.quantile(f1, tail)), float(np.quantile(f1, 1 - tail))
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
+def bootstrap_f1_interval(labels, prob_real, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
+                          level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of test F1 (positive class real) over resampled test sets."""
+    y, p = resampled(labels, prob_real, samples, seed)
+    return percentile_interval(f1_from_counts((y & p).sum(1), ((1 - y) & p).sum(1), (y & (1 - p)).sum(1)), level)
 
 
 def bootstrap_macro_f1_interval(labels, prob_real, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
                                 level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of test macro-F1 (the mean of both classes' F1) over resampled test sets."""
-    labels = np.asarray(labels, dtype=int)
-    predicted = (np.asarray(prob_real) >= 0.5).astype(int)
-    index = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
-    y, p = labels[index], predicted[index]
+    y, p = resampled(labels, prob_real, samples, seed)
     real = f1_from_counts((y & p).sum(1), ((1 - y) & p).sum(1), (y & (1 - p)).sum(1))
     fake = f1_from_counts(((1 - y) & (1 - p)).sum(1), (y & (1 - p)).sum(1), ((1 - y) & p).sum(1))
-    macro = (real + fake) / 2
-    tail = (1 - level) / 2
-    return float(np.quantile(macro, tail)), float(np.quantile(macro, 1 - tail))
+    return percentile_interval((real + fake) / 2, level)
 
 
 def mcnemar_p(labels, prob_a, prob_b) -> float:

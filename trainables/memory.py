@@ -1,8 +1,13 @@
 """Estimate a trial's accelerator memory before it starts, from the model's shape alone.
 
 The model is built on PyTorch's meta device (no weights are read), so the estimate costs about a
-second. The activation term follows Korthikanti et al. (2022), per layer s*b*h*(34 + 5*a*s/h)
-bytes for 16-bit activations, taken at the run's max length, the worst batch.
+second; its parameters count tied embeddings once, as the model holds them. The activation term
+follows Korthikanti et al. (2022), per layer s*b*h*(34 + 5*a*s/h) bytes for 16-bit activations,
+taken at the run's max length, the worst batch. Their 34 is a BERT/GPT layer's: attention 11
+(its K and V 4 of them), two norms 4, a 4h MLP 19. `activation_factor` takes the model's own
+shape instead: grouped-query attention keeps K and V for its key/value heads only (Qwen2.5-0.5B:
+2 of 14), and a gated MLP (gate and up projections, Llama/Qwen2, gated T5, Stella) of width i keeps
+8i/h where a plain one keeps 4i/h; a BERT-shaped model still gets 34.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from trainables.config import FineTuneConfig
 # controller import this module too (tune/trial.py).
 
 OVERHEAD_GB = 0.5  # CUDA context, cuBLAS workspace, allocator fragmentation
+GATE_PROJECTIONS = ("gate_proj", "up_gate_proj", "wi_0")  # a gated MLP's (Llama/Qwen2, Stella, gated T5)
 
 
 class MemoryBudgetError(ConfigError):
@@ -58,7 +64,23 @@ def model_shape(config: FineTuneConfig) -> dict:
     heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "num_heads")
     if getattr(model_config, "is_encoder_decoder", False):
         layers += getattr(model_config, "num_decoder_layers", layers)
-    return {"total": total, "linear": linear, "lora": lora, "hidden": hidden, "layers": layers, "heads": heads}
+    kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
+    intermediate = (getattr(model_config, "intermediate_size", None) or getattr(model_config, "d_ff", None)
+                    or 4 * hidden)
+    gated = getattr(model_config, "is_gated_act", False) or any(
+        name.endswith(GATE_PROJECTIONS) for name, _ in model.named_modules())
+    return {"total": total, "linear": linear, "lora": lora, "hidden": hidden, "layers": layers, "heads": heads,
+            "kv_heads": kv_heads, "intermediate": intermediate, "gated": gated}
+
+
+def activation_factor(shape: dict) -> float:
+    """Bytes a layer keeps per token and hidden unit, besides its attention scores (Korthikanti et
+    al.'s 34, from this model's attention and MLP shape)."""
+    h = shape["hidden"]
+    attention = 7 + 4 * shape.get("kv_heads", shape["heads"]) / shape["heads"]  # Q, K, V, inputs, mask
+    width = shape.get("intermediate", 4 * h) / h
+    mlp = 3 + (8 if shape.get("gated") else 4) * width  # its input, mask, and each i-wide tensor kept
+    return attention + mlp + 4  # two norms' inputs
 
 
 def estimate_memory(config: FineTuneConfig, shape: dict | None = None) -> MemoryEstimate:
@@ -71,7 +93,7 @@ def estimate_memory(config: FineTuneConfig, shape: dict | None = None) -> Memory
     trainable = shape["total"] if config.method == "full" else shape["lora"]
     optimizer = trainable * 12  # fp32 gradient + two AdamW moments
     s, b, h, a = config.max_length, config.batch_size, shape["hidden"], shape["heads"]
-    per_layer = s * b * h * (34 + 5 * a * s / h)
+    per_layer = s * b * h * (activation_factor(shape) + 5 * a * s / h)
     if config.gradient_checkpointing:  # keep each layer's input, recompute one layer at a time
         activations = shape["layers"] * s * b * h * 2 + per_layer
     else:

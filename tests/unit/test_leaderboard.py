@@ -215,3 +215,14 @@ def test_a_failed_baseline_record_ranks_nowhere_and_is_named(run):
     out = Path(write_leaderboard(run))
     assert [r["trial_id"] for r in rank(load_records(run))] == ["b", "a", "c"]
     assert "embedding pass ran out of memory" in (out / "leaderboard.md").read_text()
+
+
+def test_the_macro_f1_interval_brackets_the_macro_f1_of_its_test_set():
+    from results.leaderboard import bootstrap_macro_f1_interval
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 600)
+    prob = np.clip(0.3 * labels + 0.7 * rng.random(600), 0, 1)
+    low, high = bootstrap_macro_f1_interval(labels, prob)
+    assert low < classification_metrics(labels, prob)["macro_f1"] < high and high - low < 0.1
+    assert bootstrap_macro_f1_interval(labels, prob) == (low, high)  # seeded

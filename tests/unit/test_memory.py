@@ -64,3 +64,19 @@ def test_a_cpu_trial_has_its_own_budget():
     with pytest.raises(MemoryBudgetError, match=r"over its 0.1 GiB budget .* raise --cpu-memory-gb"):
         fit_budget(replace(cpu, cpu_memory_gb=0.1))
 
+
+
+def test_the_activation_term_follows_the_models_attention_and_mlp(shape, tmp_path):
+    from transformers import Qwen2Config
+
+    from trainables.memory import activation_factor
+
+    assert not shape["gated"] and activation_factor(shape) == pytest.approx(34)  # BERT: Korthikanti's 34
+    # Qwen2.5-0.5B's shape: 2 key/value heads of 14 keep less, its gated 4,864-wide MLP keeps more
+    Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True).save_pretrained(tmp_path)
+    qwen = model_shape(FineTuneConfig(preset="qwen", model=str(tmp_path), method="qlora",
+                                      target_modules="attention_mlp", lora_r=64))
+    assert qwen["gated"] and qwen["kv_heads"] == 2 and qwen["total"] == 494_034_560  # tied embeddings once
+    assert activation_factor(qwen) == pytest.approx(7 + 4 * 2 / 14 + 3 + 8 * 4864 / 896 + 4)
+    assert activation_factor({**qwen, "kv_heads": 14}) > activation_factor(qwen)
