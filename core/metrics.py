@@ -50,6 +50,34 @@ def classification_metrics(labels, prob_real, threshold: float = 0.5) -> dict:
     }
 
 
+def prediction_selection_score(labels, prob_real, metric: str = DEFAULT_METRIC) -> float:
+    """selection_score(classification_metrics(labels, prob_real), metric), from the confusion
+    counts alone (scikit-learn's formulas, without its other metrics): what a search over many
+    combinations of predictions, as an ensemble's, scores each one by."""
+    if metric == "roc_auc":  # ranks, not counts
+        return selection_score(classification_metrics(labels, prob_real), metric)
+    labels = np.asarray(labels, dtype=int)
+    predicted = (np.asarray(prob_real, dtype=float) >= 0.5).astype(int)
+    tp = int(np.sum((labels == 1) & (predicted == 1)))
+    tn = int(np.sum((labels == 0) & (predicted == 0)))
+    fp = int(np.sum((labels == 0) & (predicted == 1)))
+    fn = int(np.sum((labels == 1) & (predicted == 0)))
+    if tp + fp == 0 or tn + fn == 0:  # one predicted class: selection_score's constant predictor
+        return CONSTANT_PREDICTOR_SCORE
+    f1_real = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    f1_fake = 2 * tn / (2 * tn + fn + fp) if tn + fn + fp else 0.0
+    if metric == "mcc":
+        return selection_score({"mcc": float(matthews_corrcoef_of(tp, tn, fp, fn)),
+                                "confusion_matrix": [[tn, fp], [fn, tp]]}, metric)
+    values = {"f1": f1_real, "f1_fake": f1_fake, "macro_f1": (f1_real + f1_fake) / 2}
+    return selection_score({**values, "confusion_matrix": [[tn, fp], [fn, tp]]}, metric)
+
+
+def matthews_corrcoef_of(tp: int, tn: int, fp: int, fn: int) -> float:
+    denominator = np.sqrt(float(tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return (tp * tn - fp * fn) / denominator if denominator else 0.0
+
+
 def predicts_one_class(metrics: dict) -> bool:
     """True when every review got the same predicted label (a column of the confusion matrix is 0)."""
     matrix = np.asarray(metrics.get("confusion_matrix", [[1, 1], [1, 1]]))

@@ -94,6 +94,9 @@ class DataFolder:
         """The token cache's file name, as run.json keeps it (`tokens_file`)."""
         return f"tokens-{key}.parquet"
 
+    def tokens(self, key: str) -> str:
+        return self.file(self.tokens_name(key))
+
     @staticmethod
     def embeddings_name(key: str) -> str:
         return f"embeddings-{key}.npz"

@@ -47,7 +47,7 @@ def cached_tokens(split: pd.DataFrame, tokenizer, tokenizer_id: str, max_length:
                   split_hash: str, data_dir: str) -> str:
     """Location of the tokenized split in the run's data folder, written only when this key was
     never tokenized."""
-    location = DataFolder(data_dir).file(DataFolder.tokens_name(tokens_key(tokenizer_id, max_length, split_hash)))
+    location = DataFolder(data_dir).tokens(tokens_key(tokenizer_id, max_length, split_hash))
     if not storage.exists(location):
         sink = pa.BufferOutputStream()
         pq.write_table(tokenize_split(split, tokenizer, max_length), sink)

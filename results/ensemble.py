@@ -12,11 +12,12 @@ Test is scored once, after the choice.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from core.metrics import classification_metrics, selection_score
+from core.metrics import classification_metrics, prediction_selection_score, selection_score
+from core.record import has_scores
 
 ROUNDS = 25  # AutoGluon's default ensemble_size
 
@@ -43,15 +44,12 @@ class Ensemble:
         return ", ".join(f"{member} x{weight:.2f}" for member, weight in zip(self.members, self.weights))
 
     def to_json(self) -> dict:
-        return {"members": self.members, "weights": self.weights, "rounds": self.rounds, "metric": self.metric,
-                "val": self.val, "test": self.test, "val_score": self.val_score, "best_member": self.best_member,
-                "best_member_val_score": self.best_member_val_score, "test_labels": self.test_labels,
-                "test_prob_real": self.test_prob_real}
+        return asdict(self)
 
 
 def candidates(records: list[dict]) -> list[dict]:
     """Records an ensemble may use: scored, with validation probabilities on the same reviews."""
-    usable = [r for r in records if "val" in r and r.get("val_prob_real")]
+    usable = [r for r in records if has_scores(r) and r.get("val_prob_real")]
     if usable:
         labels = usable[0]["val_labels"]
         usable = [r for r in usable if r["val_labels"] == labels and r["test_labels"] == usable[0]["test_labels"]]
@@ -61,12 +59,13 @@ def candidates(records: list[dict]) -> list[dict]:
 def greedy_selection(labels: np.ndarray, probabilities: np.ndarray, metric: str,
                      rounds: int = ROUNDS) -> list[int]:
     """The chosen candidates (rows of `probabilities`), with repeats: the best prefix of `rounds`
-    greedy picks. Ties between candidates go to the lower row, ties between prefixes to the shorter."""
+    greedy picks. Ties between candidates go to the lower row, ties between prefixes to the shorter.
+    Each combination is scored from its confusion counts (rounds x candidates of them)."""
     picked: list[int] = []
     total = np.zeros(probabilities.shape[1])
     best, best_score = [], -np.inf
     for _ in range(rounds):
-        scores = [selection_score(classification_metrics(labels, (total + row) / (len(picked) + 1)), metric)
+        scores = [prediction_selection_score(labels, (total + row) / (len(picked) + 1), metric)
                   for row in probabilities]
         choice = int(np.argmax(scores))
         picked.append(choice)
@@ -90,7 +89,7 @@ def build_ensemble(records: list[dict], metric: str, rounds: int = ROUNDS) -> En
     test_labels = np.asarray(pool[0]["test_labels"])
     test_prob = weights @ np.asarray([pool[i]["test_prob_real"] for i in order], dtype=float)
     val = classification_metrics(labels, weights @ val_prob[order])
-    alone = [selection_score(classification_metrics(labels, row), metric) for row in val_prob]
+    alone = [prediction_selection_score(labels, row, metric) for row in val_prob]
     best = int(np.argmax(alone))
     return Ensemble(members=[str(pool[i]["trial_id"]) for i in order], weights=[float(w) for w in weights],
                     rounds=rounds, metric=metric, val=val, test=classification_metrics(test_labels, test_prob),

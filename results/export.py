@@ -91,11 +91,12 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
     partial = final.with_name(final.name + ".partial")  # renamed into place only when complete
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    rows = leaderboard_rows(records, metric)  # the model cards' figures, once for every member
     try:
         if ensemble:
-            write_ensemble_bundle(folder, chosen, members, records, metric, partial, merge)
+            write_ensemble_bundle(folder, chosen, members, rows, records[0]["split_hash"], partial, merge)
         else:
-            write_bundle(folder, *members[0], records, metric, partial, merge)
+            write_bundle(folder, *members[0], rows, partial, merge)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -105,9 +106,9 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
     return final
 
 
-def write_bundle(folder: RunFolder, record: dict, reason: str, records: list[dict], metric: str, out: Path,
-                 merge: bool) -> dict:
-    """One record's bundle in `out`: its model files, bundle.json and a model card."""
+def write_bundle(folder: RunFolder, record: dict, reason: str, rows: list[dict], out: Path, merge: bool) -> dict:
+    """One record's bundle in `out`: its model files, bundle.json and a model card (from its
+    leaderboard row among `rows`)."""
     if is_fine_tune(record):
         bundle = export_fine_tune(folder, record, out, merge)
     else:
@@ -123,27 +124,27 @@ def write_bundle(folder: RunFolder, record: dict, reason: str, records: list[dic
         "chosen": reason,
     })
     (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=1))
-    row = next(r for r in leaderboard_rows(records, metric) if r["record_path"] == record["record_path"])
+    row = next(r for r in rows if r["record_path"] == record["record_path"])
     (out / "README.md").write_text(model_card(bundle, row))
     return bundle
 
 
-def write_ensemble_bundle(folder: RunFolder, ensemble, members: list[tuple[dict, str]], records: list[dict],
-                          metric: str, out: Path, merge: bool) -> None:
+def write_ensemble_bundle(folder: RunFolder, ensemble, members: list[tuple[dict, str]], rows: list[dict],
+                          split_hash: str, out: Path, merge: bool) -> None:
     """members/<trial id>/ holds each member's bundle as a single export writes it; bundle.json
     names them with their weights. Predict averages their probabilities of real with those weights."""
     for record, reason in members:
         member = out / ENSEMBLE_MEMBERS / str(record["trial_id"])
         member.mkdir(parents=True)
-        write_bundle(folder, record, reason, records, metric, member, merge)
+        write_bundle(folder, record, reason, rows, member, merge)
     bundle = {
         "kind": "ensemble", "method": "ensemble",
         "members": [{"folder": member, "weight": weight} for member, weight in zip(ensemble.members, ensemble.weights)],
         "label_map": {"0": "fake", "1": "real"},
         "metrics": {"val": ensemble.val, "test": ensemble.test},
-        "split_hash": records[0]["split_hash"], "exported_from": folder.path,
+        "split_hash": split_hash, "exported_from": folder.path,
         "chosen": (f"greedy selection over validation probabilities ({ensemble.rounds} rounds) by "
-                   f"validation {metric}: {100 * ensemble.val_score:.2f} against "
+                   f"validation {ensemble.metric}: {100 * ensemble.val_score:.2f} against "
                    f"{100 * ensemble.best_member_val_score:.2f} for its best member {ensemble.best_member}"),
     }
     (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=1))

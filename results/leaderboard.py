@@ -141,40 +141,21 @@ def leaderboard_rows(records: list[dict], metric: str = DEFAULT_METRIC) -> list[
         best_of_method.setdefault(r["method"], r)
     rows = []
     for position, r in enumerate(ranked, 1):
-        low, high = bootstrap_f1_interval(r["test_labels"], r["test_prob_real"])
-        minutes = (r.get("train_seconds", 0) + r.get("eval_seconds", 0)) / 60
-        on_gpu = r.get("device", "cpu") != "cpu"
         p_value = None
         if r is best_of_method[r["method"]] and r is not top:
             if r["test_labels"] != top["test_labels"]:
                 raise UserError("Records hold test rows in different orders; they cannot be paired.")
             p_value = mcnemar_p(top["test_labels"], top["test_prob_real"], r["test_prob_real"])
-        test = r["test"]
         rows.append({
             "rank": position,
             "trial": r.get("trial_id", ""),
             "method": r["method"],
             "model": r.get("model", ""),
             "settings": describe_params(r),
-            "selection_metric": metric,
-            "val_score": r["val"].get(SELECTION_METRICS[metric]),
-            "constant_prediction": predicts_one_class(r["val"]),
-            "val_f1": r["val"]["f1"],
-            "test_score": test.get(SELECTION_METRICS[metric]),
-            "test_f1": test["f1"],
-            "test_f1_low": low,
-            "test_f1_high": high,
-            "test_macro_f1": test["macro_f1"],
-            "test_accuracy": test["accuracy"],
-            "test_precision": test["precision"],
-            "test_recall": test["recall"],
-            "test_roc_auc": test["roc_auc"],
-            "test_average_precision": test["average_precision"],
+            **score_fields(r["val"], r["test"], metric, r["test_labels"], r["test_prob_real"]),
             "epochs_run": r.get("epochs_run"),
             "epochs_planned": r.get("params", {}).get("epochs") if r.get("epochs_run") else None,
-            "wall_seconds": r.get("train_seconds", 0) + r.get("eval_seconds", 0),
-            "gpu_minutes": minutes if on_gpu else 0.0,
-            "cpu_minutes": 0.0 if on_gpu else minutes,
+            **cost_fields([r]),
             "gpu_peak_mb": r.get("gpu_peak_mb"),  # a record from before the two keys: core.record.upgrade_record
             "cpu_peak_rss_mb": r.get("cpu_peak_rss_mb"),
             "trainable_params": r.get("trainable_params"),
@@ -185,6 +166,37 @@ def leaderboard_rows(records: list[dict], metric: str = DEFAULT_METRIC) -> list[
     return rows
 
 
+def score_fields(val: dict, test: dict, metric: str, test_labels, test_prob_real) -> dict:
+    """A row's scores: the selection metric on validation and test, and test's metrics with the
+    bootstrap interval of its F1."""
+    low, high = bootstrap_f1_interval(test_labels, test_prob_real)
+    return {
+        "selection_metric": metric,
+        "val_score": val.get(SELECTION_METRICS[metric]),
+        "constant_prediction": predicts_one_class(val),
+        "val_f1": val["f1"],
+        "test_score": test.get(SELECTION_METRICS[metric]),
+        "test_f1": test["f1"],
+        "test_f1_low": low,
+        "test_f1_high": high,
+        "test_macro_f1": test["macro_f1"],
+        "test_accuracy": test["accuracy"],
+        "test_precision": test["precision"],
+        "test_recall": test["recall"],
+        "test_roc_auc": test["roc_auc"],
+        "test_average_precision": test["average_precision"],
+    }
+
+
+def cost_fields(records: list[dict]) -> dict:
+    """What the records' training and scoring took together: wall seconds, and its minutes on a
+    GPU or a CPU."""
+    seconds = sum(r.get("train_seconds", 0) + r.get("eval_seconds", 0) for r in records)
+    on_gpu = any(r.get("device", "cpu") != "cpu" for r in records)
+    return {"wall_seconds": seconds, "gpu_minutes": seconds / 60 if on_gpu else 0.0,
+            "cpu_minutes": 0.0 if on_gpu else seconds / 60}
+
+
 def ensemble_row(ensemble: Ensemble, records: list[dict], rows: list[dict]) -> dict:
     """The ensemble as a leaderboard row, unranked (it is chosen on the same validation reviews its
     score is read from): its members and weights as settings, its test metrics with the bootstrap
@@ -192,20 +204,11 @@ def ensemble_row(ensemble: Ensemble, records: list[dict], rows: list[dict]) -> d
     by_id = {str(r["trial_id"]): r for r in records}
     members = [by_id[member] for member in ensemble.members]
     top = by_id[str(rows[0]["trial"])]
-    low, high = bootstrap_f1_interval(ensemble.test_labels, ensemble.test_prob_real)
-    seconds = sum(m.get("train_seconds", 0) + m.get("eval_seconds", 0) for m in members)
-    on_gpu = any(m.get("device", "cpu") != "cpu" for m in members)
-    test, metric = ensemble.test, ensemble.metric
     return {
         "rank": None, "trial": "ensemble", "method": "ensemble", "model": "", "settings": ensemble.describe(),
-        "selection_metric": metric, "val_score": ensemble.val_score,
-        "constant_prediction": predicts_one_class(ensemble.val), "val_f1": ensemble.val["f1"],
-        "test_score": test.get(SELECTION_METRICS[metric]), "test_f1": test["f1"], "test_f1_low": low,
-        "test_f1_high": high, "test_macro_f1": test["macro_f1"], "test_accuracy": test["accuracy"],
-        "test_precision": test["precision"], "test_recall": test["recall"], "test_roc_auc": test["roc_auc"],
-        "test_average_precision": test["average_precision"], "epochs_run": None, "epochs_planned": None,
-        "wall_seconds": seconds, "gpu_minutes": seconds / 60 if on_gpu else 0.0,
-        "cpu_minutes": 0.0 if on_gpu else seconds / 60, "gpu_peak_mb": None, "cpu_peak_rss_mb": None,
+        **score_fields(ensemble.val, ensemble.test, ensemble.metric, ensemble.test_labels, ensemble.test_prob_real),
+        "epochs_run": None, "epochs_planned": None, **cost_fields(members),
+        "gpu_peak_mb": None, "cpu_peak_rss_mb": None,
         "trainable_params": sum(m.get("trainable_params") or 0 for m in members),
         "adapter_bytes": sum(m.get("adapter_bytes") or 0 for m in members),
         "p_vs_top": mcnemar_p(top["test_labels"], top["test_prob_real"], ensemble.test_prob_real),

@@ -48,18 +48,19 @@ def branches(spaces: dict) -> Branches:
     return Branches(dict(spaces))
 
 
-def adapter_settings(target_modules: dict[str, list[str]], learning_rate: LogUniform) -> dict:
+def adapter_settings(target_modules: dict[str, list[str]], learning_rate: LogUniform,
+                     ranks: tuple[int, ...] = (8, 16, 32), alphas: tuple[int, ...] = (16, 32, 64)) -> dict:
     """The LoRA settings every preset searches for its adapter methods (qlora, lora), with the
-    preset's target-module presets and learning-rate range; in this order, which is the order
-    Optuna draws them in."""
+    preset's target-module presets, learning-rate range and, where it needs others, its ranks
+    and alphas; in this order, which is the order Optuna draws them in."""
     return {
         # More modules: more capacity and memory; MLP adapters helped MiniLM by 0.4 F1 points.
         "target_modules": choice(list(target_modules)),
         # Rank: 8 is usually enough for a binary head; 32 costs 4x the adapter for small gains. The
         # study's r16/alpha32 is in the middle of both ranges.
-        "lora_r": choice([8, 16, 32]),
+        "lora_r": choice(ranks),
         # alpha/r sets the adapter's effective step size.
-        "lora_alpha": choice([16, 32, 64]),
+        "lora_alpha": choice(alphas),
         # Dropout on the adapter input; above 0.1 mostly slows convergence on 20k+ reviews.
         "lora_dropout": uniform(0.0, 0.1),
         # rsLoRA scales by alpha/sqrt(r): higher ranks keep learning instead of being damped.

@@ -6,7 +6,7 @@ accuracy on the fake-review dataset, three seeds). Any Qwen2-family folder or hu
 --model. Decoders need a pad token and the head's pad id; trainables/model.py sets both on every load.
 """
 
-from search_spaces.distributions import branches, choice, loguniform, uniform
+from search_spaces.distributions import adapter_settings, branches, loguniform
 
 MODEL = "Qwen/Qwen2.5-0.5B"
 TRUST_REMOTE_CODE = False
@@ -18,19 +18,11 @@ TARGET_MODULES = {
     "attention_mlp": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
 
-ADAPTER = {
-    # Attention alone, or with the MLP (the published adapter covers every linear layer).
-    "target_modules": choice(list(TARGET_MODULES)),
-    # Up to the published rank 64: a 0.5B decoder's binary head gains from more rank than an
-    # encoder's does, and rsLoRA keeps rank 64 learning at alpha / sqrt(r).
-    "lora_r": choice([16, 32, 64]),
-    "lora_alpha": choice([16, 32, 64, 128]),
-    # Dropout on the adapter input; above 0.1 mostly slows convergence on 20k+ reviews.
-    "lora_dropout": uniform(0.0, 0.1),
-    "use_rslora": choice([False, True]),
-    # QLoRA's range for models of this size (Dettmers et al., 2023): 1e-4 to 3e-4, widened both ways.
-    "learning_rate": loguniform(5e-5, 5e-4),
-}
+# Up to the published rank 64 (every linear layer, attention_mlp): a 0.5B decoder's binary head
+# gains from more rank than an encoder's does, and rsLoRA keeps rank 64 learning at alpha / sqrt(r).
+# The learning rate: QLoRA's range for models of this size (Dettmers et al., 2023), 1e-4 to 3e-4,
+# widened both ways.
+ADAPTER = adapter_settings(TARGET_MODULES, loguniform(5e-5, 5e-4), ranks=(16, 32, 64), alphas=(16, 32, 64, 128))
 
 SPACE = {
     # 494M parameters: adapters only (a full fine-tune with AdamW does not fit the 8 GiB cap).

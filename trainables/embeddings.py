@@ -26,10 +26,14 @@ def embeddings_key(model: str, split_hash: str, max_length: int, pooling: str, r
     return hashlib.sha256(f"{model}|{split_hash}|{max_length}|{pooling}{pinned}".encode()).hexdigest()[:16]
 
 
+def embeddings_file(model: str, split_hash: str, max_length: int, pooling: str, revision: str | None = None) -> str:
+    """The cache's file name in the run's data folder (what a baseline's config keeps)."""
+    return DataFolder.embeddings_name(embeddings_key(model, split_hash, max_length, pooling, revision))
+
+
 def embeddings_path(data_dir: str, model: str, split_hash: str, max_length: int, pooling: str,
                     revision: str | None = None) -> str:
-    return DataFolder(data_dir).file(DataFolder.embeddings_name(embeddings_key(model, split_hash, max_length,
-                                                                              pooling, revision)))
+    return DataFolder(data_dir).file(embeddings_file(model, split_hash, max_length, pooling, revision))
 
 
 def load_backbone(model: str, pooling: str, trust_remote_code: bool, device: torch.device,

@@ -146,14 +146,13 @@ def load_base(config: FineTuneConfig, device: torch.device, path: str | None = N
             f"Could not load model '{config.model}': {error}\n"
             "Pass --model with a local model folder, or run where the model hub is reachable."
         ) from error
-    # The head pools where the padding starts (a decoder: its last non-pad token), so it must know
-    # the pad id the batches use: the tokenizer's, which a decoder's config often lacks. A saved
-    # full fine-tune (`path`) kept the one it trained with.
-    if path is None:
-        pad_id = load_tokenizer(config.model, config.trust_remote_code, config.model_revision).pad_token_id
+    if model.config.pad_token_id is None:
+        # A decoder's head pools at its last non-pad token, so it must know the pad id the batches
+        # use: the tokenizer's (Qwen2's config has none). Encoders' configs name theirs; a saved
+        # full fine-tune (`path`) kept the one it trained with.
+        pad_id = None if path else load_tokenizer(config.model, config.trust_remote_code,
+                                                  config.model_revision).pad_token_id
         model.config.pad_token_id = 0 if pad_id is None else pad_id
-    elif model.config.pad_token_id is None:
-        model.config.pad_token_id = 0
     if config.quantize == "nf4":
         from peft import prepare_model_for_kbit_training
 

@@ -9,11 +9,11 @@ import torch
 
 from core import storage
 from core.record import write_record
-from core.run_folder import DataFolder, RunFolder
+from core.run_folder import RunFolder
 from search_spaces.baselines import CHOICES, GRIDS
 from trainables.baselines import BaselineConfig, failed_baseline_record, run_baseline
 from trainables.config import FineTuneConfig
-from trainables.embeddings import cached_embeddings, embeddings_key
+from trainables.embeddings import cached_embeddings, embeddings_file
 from trainables.model import loading_overrides
 from tune.run_state import RunState
 from tune.trial import first_line
@@ -40,14 +40,13 @@ def baseline_configs(state: RunState, preset) -> list[tuple[str, BaselineConfig]
     """Every grid point of the run's baselines, validated before anything starts."""
     fixed = state.fixed
     data_dir = RunFolder(state.run_dir).data
-    embeddings_file = DataFolder.embeddings_name(embeddings_key(
-        fixed.model, fixed.split_hash, fixed.max_length, preset.POOLING, fixed.model_revision))
+    cache = embeddings_file(fixed.model, fixed.split_hash, fixed.max_length, preset.POOLING, fixed.model_revision)
     configs = []
     for method in CHOICES[state.baselines]:
         for index, params in enumerate(GRIDS[method]):
             configs.append((f"{method}-{index}", BaselineConfig(
                 method=method, preset=state.preset, model=fixed.model, model_revision=fixed.model_revision,
-                seed=fixed.seed, max_length=fixed.max_length, data_dir=data_dir, embeddings_file=embeddings_file,
+                seed=fixed.seed, max_length=fixed.max_length, data_dir=data_dir, embeddings_file=cache,
                 split_hash=fixed.split_hash, **params)))
     return configs
 

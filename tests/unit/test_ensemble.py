@@ -93,3 +93,18 @@ def test_the_leaderboard_adds_an_ensemble_row_and_says_what_validation_says(tmp_
     assert "better than its best member on validation" in page and "| - | ensemble |" in page
     saved = json.loads((out / "ensemble.json").read_text())
     assert len(saved["test_prob_real"]) == 300
+
+
+def test_the_greedy_selections_fast_score_is_the_selection_score_of_the_full_metrics():
+    import warnings
+
+    from core.metrics import SELECTION_METRICS, prediction_selection_score, selection_score
+
+    warnings.simplefilter("ignore")  # scikit-learn on one class of labels (pytest restores the filters)
+    rng = np.random.default_rng(3)
+    for n in (5, 50, 300):
+        for labels in (rng.integers(0, 2, n), np.ones(n, dtype=int)):  # both classes, or one
+            for prob in (rng.random(n), np.clip(0.5 * labels + 0.6 * rng.random(n), 0, 1), np.full(n, 0.3)):
+                for metric in SELECTION_METRICS:
+                    assert prediction_selection_score(labels, prob, metric) == \
+                        selection_score(classification_metrics(labels, prob), metric)
