@@ -9,7 +9,13 @@ exact duplicates kept once; stratified split, test 20 %, then validation 10 % of
 Groups (product categories): a group column (default `category` where the data has one) is kept
 through the split, so every record can report test metrics per group. The group-held-out protocol
 (`test_groups`) puts every review of the named groups in test and splits the rest into train and
-validation (10 %, stratified, seed 42); the protocol is part of the split hash.
+validation (10 %, stratified, seed 42); the protocol is part of the split hash. Held-out groups
+of one class (a generator's fakes) are paired with as many reviews of the other class, drawn from
+the other groups (stratified by group) and kept out of train and validation, so test F1 is defined.
+
+Several sources: `load_reviews` takes one path or a list; the rows are combined before cleaning
+(so dedupe and texts labelled both ways work across files), and each row keeps the name of its
+file, without extensions, in a `source` column (`--group-col source`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from core.errors import DataError
 
 TEXT_COLUMNS = ("text_", "text", "review")
 LABEL_COLUMNS = ("label",)
+SOURCE_COLUMN = "source"  # the file each row came from, with several --data
 GROUP_COLUMNS = ("category",)
 NO_GROUPS = "none"  # --group-col none: no per-group results
 MISSING_GROUP = "(missing)"
@@ -195,29 +202,32 @@ def label_text(values: pd.Series) -> pd.Series:
     return as_text.str.replace(r"^(-?\d+)\.0$", r"\1", regex=True)  # 1.0 read from floats
 
 
-def map_labels(values: pd.Series, fake_label: str | None = None) -> tuple[pd.Series, str]:
-    """(0 = fake / 1 = real, the mapping used as text). CG/OR and fake/real (any case) are read
-    by name; 0/1 as 0 = fake; any two values with `fake_label` naming the fake one."""
+def map_labels(values: pd.Series, fake_label: str | None = None, one_class: bool = False) -> tuple[pd.Series, str]:
+    """(0 = fake / 1 = real, the mapping used as text). CG/OR and fake/real (any case, mixed across
+    files) are read by name; 0/1 as 0 = fake; any two values with `fake_label` naming the fake one.
+    `one_class`: a file of one class is read too (an evaluation file of one generator's fakes)."""
     as_text = label_text(values)
     distinct = sorted(set(as_text))
-    if len(distinct) != 2:
+    by_name = fake_label is None and all(value in LABEL_VALUES for value in distinct)
+    classes = len({LABEL_VALUES[value] for value in distinct}) if by_name else len(distinct)
+    if classes != 2 and not (one_class and classes == 1):
         shown = ", ".join(repr(v) for v in distinct[:20])
         raise DataError(
-            f"The label column must hold exactly two classes; found {len(distinct)}: {shown}."
+            f"The label column must hold exactly two classes; found {classes}: {shown}."
         )
     if fake_label is not None:
         fake = label_text(pd.Series([fake_label]))[0]
-        if fake not in distinct:
+        if fake not in distinct and not one_class:
             raise DataError(f"--fake-label {fake_label!r} is not one of the label values "
                             f"({', '.join(repr(v) for v in distinct)}).")
         mapping = {value: int(value != fake) for value in distinct}
+    elif by_name:
+        mapping = {value: LABEL_VALUES[value] for value in distinct}
     else:
-        mapping = {value: LABEL_VALUES.get(value) for value in distinct}
-        if set(mapping.values()) != {0, 1}:
-            raise DataError(
-                f"Unknown label values {', '.join(repr(v) for v in distinct)}. Use CG/OR, fake/real "
-                "or 0/1 (0 = fake), or name the value that means fake with --fake-label VALUE."
-            )
+        raise DataError(
+            f"Unknown label values {', '.join(repr(v) for v in distinct)}. Use CG/OR, fake/real "
+            "or 0/1 (0 = fake), or name the value that means fake with --fake-label VALUE."
+        )
     shown = ", ".join(f"{value} = {LABEL_NAMES[label]}" for value, label in sorted(mapping.items(), key=lambda kv: kv[1]))
     return as_text.map(mapping).astype("int64"), shown
 
@@ -232,31 +242,73 @@ def group_column(frame: pd.DataFrame, wanted: str | None) -> str | None:
     return next((name for name in GROUP_COLUMNS if name in frame.columns), None)
 
 
-def load_reviews(
-    path: str | Path, text_col: str | None = None, label_col: str | None = None, fake_label: str | None = None,
-    group_col: str | None = None, data_split: str | None = None,
-) -> tuple[pd.DataFrame, CleanReport]:
-    """Read a dataset and return (frame with columns text, label and, with a group column, group)
-    and what cleaning did. `group_col`: a column name, NO_GROUPS, or None for the default."""
+def source_name(path: str | Path) -> str:
+    """A file's name without its extensions (`lfm2.5-350m.csv.gz` -> `lfm2.5-350m`); a hub id's name."""
+    name = str(path)[len(HUB_PREFIX):] if str(path).startswith(HUB_PREFIX) else Path(path).name
+    name = name.rsplit("/", 1)[-1]
+    for _ in range(2):  # .csv.gz: the compression, then the format
+        stem, dot, extension = name.rpartition(".")
+        if dot and extension.lower() in ("gz", "bz2", "xz", "zst", "csv", "tsv", "parquet", "jsonl", "ndjson"):
+            name = stem
+    return name
+
+
+def read_source(path: str | Path, text_col: str | None, label_col: str | None, group_col: str | None,
+                data_split: str | None, several: bool) -> tuple[pd.DataFrame, str | None]:
+    """One file's text, label (as read) and group (with a group column) columns, and that column's name.
+    A `source` column holds the file's name (a file alone may keep its own; one of several may not)."""
     raw = read_table(path, data_split)
     text_name = find_column(raw, text_col, TEXT_COLUMNS, "text")
     label_name = find_column(raw, label_col, LABEL_COLUMNS, "label")
+    if SOURCE_COLUMN in raw.columns and several:
+        raise DataError(f"{path} has its own '{SOURCE_COLUMN}' column, which several --data files fill with "
+                        "each row's file name; rename that column in the file.")
+    if SOURCE_COLUMN not in raw.columns:
+        raw = raw.assign(**{SOURCE_COLUMN: source_name(path)})
     group_name = group_column(raw, group_col)
     texts = raw[text_name]
     frame = pd.DataFrame({"text": texts.where(texts.notna(), "").astype(str), "label": raw[label_name]})
     if group_name is not None:
         groups = raw[group_name].astype("string").str.strip()
         frame["group"] = groups.where(groups.notna() & (groups != ""), MISSING_GROUP).astype(str)
+    return frame, group_name
+
+
+def read_sources(paths: list, text_col: str | None, label_col: str | None, group_col: str | None,
+                 data_split: str | None) -> tuple[pd.DataFrame, str | None]:
+    """Every file's rows, combined. The group column is the one named, or the default's where every
+    file has it (a file without the default's column gives its rows the missing group)."""
+    parts = [read_source(path, text_col, label_col, group_col, data_split, len(paths) > 1) for path in paths]
+    names = {name for _, name in parts if name is not None}
+    if len(names) > 1:  # the default found different columns; cannot happen with one candidate
+        raise DataError(f"The files group their rows by different columns ({', '.join(sorted(names))}); "
+                        "name one with --group-col.")
+    group_name = next(iter(names), None)
+    frames = [frame if group_name is None or "group" in frame.columns else frame.assign(group=MISSING_GROUP)
+              for frame, _ in parts]
+    return pd.concat(frames, ignore_index=True), group_name
+
+
+def load_reviews(
+    path: str | Path | list, text_col: str | None = None, label_col: str | None = None, fake_label: str | None = None,
+    group_col: str | None = None, data_split: str | None = None,
+) -> tuple[pd.DataFrame, CleanReport]:
+    """Read a dataset (a path, or a list of them combined) and return (frame with columns text,
+    label and, with a group column, group) and what cleaning did. `group_col`: a column name,
+    NO_GROUPS, or None for the default. A file of one class is fine when the data together has two."""
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    where = ", ".join(str(p) for p in paths)
+    frame, group_name = read_sources(paths, text_col, label_col, group_col, data_split)
     rows_read = len(frame)
     frame = frame[frame["text"].str.strip() != ""]  # null (Parquet, JSONL) or blank
     empty_dropped = rows_read - len(frame)
     if len(frame) == 0:
-        raise DataError(f"{path} has no rows with text.")
+        raise DataError(f"{where} has no rows with text.")
     labelled = frame["label"].notna() & (frame["label"].astype(str).str.strip() != "")
     unlabelled_dropped = int((~labelled).sum())
     frame = frame[labelled]
     if len(frame) == 0:
-        raise DataError(f"{path} has no rows with both a text and a label (column '{label_name}').")
+        raise DataError(f"{where} has no rows with both a text and a label.")
     labels, mapping = map_labels(frame["label"], fake_label)
     frame = frame.assign(label=labels)
     conflicting = frame.groupby("text")["label"].transform("nunique") > 1
@@ -275,13 +327,34 @@ def load_reviews(
                               group_name, unlabelled_dropped)
 
 
-def protocol_name(test_groups: list[str] | None) -> str:
-    """How test was chosen, as records and run.json say it."""
-    return f"held-out groups: {', '.join(sorted(test_groups))}" if test_groups else RANDOM_PROTOCOL
+PAIRED_NOTE = "; test paired with as many {name} reviews drawn from the other groups"
+
+
+def held_out_pairing(frame: pd.DataFrame, test_groups: list[str] | None) -> int | None:
+    """The class that test draws from the other groups when the held-out groups hold only the other
+    one (a generator's fakes), else None."""
+    if not test_groups or "group" not in frame.columns:
+        return None
+    classes = frame.loc[frame["group"].isin(test_groups), "label"].unique()
+    return 1 - int(classes[0]) if len(classes) == 1 else None
+
+
+def protocol_name(test_groups: list[str] | None, paired: int | None = None) -> str:
+    """How test was chosen, as records and run.json say it; `paired`: held_out_pairing's class."""
+    if not test_groups:
+        return RANDOM_PROTOCOL
+    name = f"held-out groups: {', '.join(sorted(test_groups))}"
+    return name + (PAIRED_NOTE.format(name=LABEL_NAMES[paired]) if paired is not None else "")
+
+
+def held_out_part(protocol: str) -> str:
+    """The protocol without its pairing note: what --test-groups alone says."""
+    return protocol.split("; test paired with")[0]
 
 
 def check_test_groups(frame: pd.DataFrame, test_groups: list[str]) -> None:
-    """Every held-out group exists, and both sides of the split keep enough of each class."""
+    """Every held-out group exists, and both sides of the split keep enough of each class (held-out
+    groups of one class: enough of it, and enough of the other class left to pair them with)."""
     if "group" not in frame.columns:
         raise DataError("--test-groups needs a group column: the data has none of "
                         f"{', '.join(GROUP_COLUMNS)}; name one with --group-col.")
@@ -291,18 +364,29 @@ def check_test_groups(frame: pd.DataFrame, test_groups: list[str]) -> None:
         raise DataError(f"Unknown test group {', '.join(repr(g) for g in unknown)}; the groups are: "
                         f"{', '.join(known)}.")
     held = frame["group"].isin(test_groups)
+    paired = held_out_pairing(frame, test_groups)
+    needed = {"held-out (test)": {0: MIN_ROWS_PER_CLASS, 1: MIN_ROWS_PER_CLASS},
+              "remaining (train and validation)": {0: MIN_ROWS_PER_CLASS, 1: MIN_ROWS_PER_CLASS}}
+    if paired is not None:  # test's other half comes from the rest, which must still train on both
+        needed["held-out (test)"][paired] = 0
+        needed["remaining (train and validation)"][paired] += int(held.sum())
     for side, rows in (("held-out (test)", frame[held]), ("remaining (train and validation)", frame[~held])):
         counts = rows["label"].value_counts()
         for label, name in LABEL_NAMES.items():
-            if counts.get(label, 0) < MIN_ROWS_PER_CLASS:
+            if counts.get(label, 0) < needed[side][label]:
+                extra = (f" ({int(held.sum())} to pair with the held-out {LABEL_NAMES[1 - paired]} reviews, "
+                         f"{MIN_ROWS_PER_CLASS} to train on)" if paired == label and side.startswith("remaining")
+                         else "")
                 raise DataError(f"With --test-groups {','.join(test_groups)} the {side} reviews hold "
-                                f"{counts.get(label, 0)} of class '{name}'; at least {MIN_ROWS_PER_CLASS} "
-                                "are needed. Hold out other groups.")
+                                f"{counts.get(label, 0)} of class '{name}'; at least {needed[side][label]} "
+                                f"are needed{extra}. Hold out other groups.")
 
 
 def split_reviews(frame: pd.DataFrame, seed: int = 42, test_groups: list[str] | None = None) -> pd.DataFrame:
     """Stratified split: test 20 %, then validation 10 % of the rest. Adds a `split` column.
-    With `test_groups`, test is every review of those groups, and the rest splits as above.
+    With `test_groups`, test is every review of those groups, and the rest splits as above; held-out
+    groups of one class get as many reviews of the other class in test, drawn from the other
+    groups stratified by group (held_out_pairing).
 
     Rows are ordered by text first, so the same reviews split the same way in any file order.
     """
@@ -311,6 +395,10 @@ def split_reviews(frame: pd.DataFrame, seed: int = 42, test_groups: list[str] | 
         check_test_groups(frame, test_groups)
         held = frame["group"].isin(test_groups)
         rest, test = frame[~held], frame[held]
+        paired = held_out_pairing(frame, test_groups)
+        if paired is not None:
+            rest, drawn = draw_pairs(rest, paired, len(test), seed)
+            test = pd.concat([test, drawn])
     else:
         rest, test = train_test_split(frame, test_size=0.2, stratify=frame["label"], random_state=seed)
     train, val = train_test_split(rest, test_size=0.1, stratify=rest["label"], random_state=seed)
@@ -318,6 +406,17 @@ def split_reviews(frame: pd.DataFrame, seed: int = 42, test_groups: list[str] | 
         [train.assign(split="train"), val.assign(split="val"), test.assign(split="test")],
         ignore_index=True,
     )
+
+
+def draw_pairs(rest: pd.DataFrame, label: int, count: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest without them, `count` reviews of class `label` drawn from rest, stratified by group where
+    every group has two or more)."""
+    candidates = rest[rest["label"] == label]
+    try:
+        _, drawn = train_test_split(candidates, test_size=count, stratify=candidates["group"], random_state=seed)
+    except ValueError:  # a group too small to stratify by
+        _, drawn = train_test_split(candidates, test_size=count, random_state=seed)
+    return rest.drop(drawn.index), drawn
 
 
 def subsample(split: pd.DataFrame, rows: dict[str, int | None], seed: int = 42) -> pd.DataFrame:

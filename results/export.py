@@ -1,7 +1,7 @@
 """Export a run's best fine-tune (by the run's validation selection metric), or any trial or
 baseline with --trial, as a self-contained bundle.
 
-    python -m results.export RUN_DIR --out DIR [--trial ID | --ensemble] [--merge]
+    python -m results.export RUN_DIR --out DIR [--trial ID | --ensemble] [--merge] [--max-fpr RATE]
 
 RUN_DIR is a run folder, or its s3:// or gs:// URI; the bundle is written to the local folder DIR.
 
@@ -11,7 +11,9 @@ base model, quantization, training config, metrics) and a model card. `--merge` 
 adapter merged into a bf16 copy of the base (merged/). Full fine-tunes save the whole model
 (model/). Baselines save their fitted model with joblib (a pickle: load only bundles you trust).
 `--ensemble`: the run's ensemble (results/ensemble.py), each member's bundle under members/ and
-their weights in bundle.json.
+their weights in bundle.json. `--max-fpr 0.02`: the decision threshold chosen on validation so that
+at most 2 % of real reviews are called fake (core/operating_point.py), written into bundle.json with
+the validation rates it gives; predict and evaluate use it (0.5 without).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from core import storage
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC, selection_score
+from core.operating_point import flagged_rates, threshold_for_max_fpr
 from core.record import is_fine_tune, load_records
 from core.run_folder import BASELINE_MODEL_FILE, CHECKPOINT_WEIGHTS, RunFolder
 from results.ensemble import build_ensemble
@@ -63,9 +67,10 @@ def choose_record(records: list[dict], trial: str | None, metric: str = DEFAULT_
 
 
 def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool = False,
-           trust_remote_code: bool = False, ensemble: bool = False) -> Path:
+           trust_remote_code: bool = False, ensemble: bool = False, max_fpr: float | None = None) -> Path:
     """Write the bundle of one record (the best fine-tune, or --trial), or with `ensemble` the
-    run's ensemble (results/ensemble.py) with a bundle per member, into the new folder `out`."""
+    run's ensemble (results/ensemble.py) with a bundle per member, into the new folder `out`.
+    `max_fpr`: bundle.json's operating point (operating_point)."""
     folder = RunFolder.at(run_dir)
     records = load_records(folder.path)
     metric = run_metric(folder.path)
@@ -78,6 +83,8 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
                    for member in chosen.members]
     else:
         members = [choose_record(records, trial, metric)]
+    weights = chosen.weights if ensemble else [1.0]
+    point = None if max_fpr is None else operating_point([(r, w) for (r, _), w in zip(members, weights)], max_fpr)
     for record, _ in members:
         if needs_remote_code(record) and not trust_remote_code:
             raise UserError(f"Trial {record['trial_id']}'s model {record['model']} runs code from its model "
@@ -97,6 +104,9 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
             write_ensemble_bundle(folder, chosen, members, rows, records[0]["split_hash"], partial, merge)
         else:
             write_bundle(folder, *members[0], rows, partial, merge)
+        if point is not None:
+            bundle = json.loads((partial / BUNDLE_FILE).read_text())
+            (partial / BUNDLE_FILE).write_text(json.dumps({**bundle, **point}, indent=1))
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -104,6 +114,23 @@ def export(run_dir: str, out: str | Path, trial: str | None = None, merge: bool 
         final.rmdir()  # empty: checked above
     partial.rename(final)
     return final
+
+
+def operating_point(weighted: list[tuple[dict, float]], max_fpr: float) -> dict:
+    """bundle.json's `threshold` and `operating_point` (the validation rates at it) for the model
+    that averages these records' validation probabilities with these weights (one record: weight 1)."""
+    if any(not record.get("val_prob_real") for record, _ in weighted):
+        raise UserError("--max-fpr chooses the threshold on validation probabilities, which records written "
+                        "before ensembles do not keep; export without --max-fpr, or rerun the search.")
+    labels = weighted[0][0]["val_labels"]
+    prob_real = sum(weight * np.asarray(record["val_prob_real"], dtype=float) for record, weight in weighted)
+    try:
+        threshold = threshold_for_max_fpr(labels, prob_real, max_fpr)
+    except ValueError as error:
+        raise UserError(f"--max-fpr {max_fpr}: {error}.") from error
+    rates = flagged_rates(labels, prob_real, threshold)
+    return {"threshold": threshold,
+            "operating_point": {"max_fpr": max_fpr, "chosen_on": "validation", **rates}}
 
 
 def write_bundle(folder: RunFolder, record: dict, reason: str, rows: list[dict], out: Path, merge: bool) -> dict:
@@ -282,13 +309,21 @@ def main(argv: list[str] | None = None) -> int:
                              "on validation over every model of the run), a bundle per member; every member runs "
                              "at predict time")
     parser.add_argument("--merge", action="store_true", help="also write the adapter merged into a bf16 base")
+    parser.add_argument("--max-fpr", type=float, metavar="RATE",
+                        help="choose the decision threshold on validation so that at most RATE of the real reviews "
+                             "are called fake (0.02 = 2 %%), written into bundle.json with the validation rates at "
+                             "it; predict and evaluate use it (default: threshold 0.5)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the base model's own code to rebuild it (Stella needs it: only models you trust)")
     args = parser.parse_args(argv)
     try:
         if args.ensemble and args.trial:
             raise UserError("--ensemble exports the run's ensemble; --trial exports one model. Pass one of them.")
-        out = export(args.run_dir, args.out, args.trial, args.merge, args.trust_remote_code, args.ensemble)
+        if args.max_fpr is not None and not 0 <= args.max_fpr < 1:
+            raise UserError(f"--max-fpr {args.max_fpr}: give the share of real reviews that may be flagged, "
+                            "from 0 up to (not including) 1, e.g. 0.02.")
+        out = export(args.run_dir, args.out, args.trial, args.merge, args.trust_remote_code, args.ensemble,
+                     args.max_fpr)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -298,7 +333,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Exported the ensemble ({members}; {bundle['chosen']}) to {out}")
     else:
         print(f"Exported trial {bundle['trial_id']} ({bundle['method']}; {bundle['chosen']}) to {out}")
+    if "operating_point" in bundle:
+        print(operating_point_text(bundle))
     return 0
+
+
+def operating_point_text(bundle: dict) -> str:
+    """The bundle's threshold and what it gave on validation, in one line."""
+    point = bundle["operating_point"]
+    return (f"Threshold {bundle['threshold']:.4f} (probability of real below it: fake), chosen on validation for at "
+            f"most {100 * point['max_fpr']:g} % of real reviews flagged: there it caught "
+            f"{100 * point['fake_recall']:.1f} % of {point['n_fake']} fakes and flagged "
+            f"{100 * point['real_flagged']:.1f} % of {point['n_real']} real reviews.")
 
 
 if __name__ == "__main__":

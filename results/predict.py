@@ -5,7 +5,8 @@
 INPUT: .csv/.csv.gz/.tsv/.parquet/.jsonl with a text column (text_, text, review or --text-col),
 or a UTF-8 .txt with one review per line. Writes a CSV with one row per input row or line, in input
 order: the text, the predicted label (fake/real) and the probability of real; a row without text
-(empty, blank or null) keeps its place with no label and no probability.
+(empty, blank or null) keeps its place with no label and no probability. A review is fake when its
+probability of real is below the bundle's threshold (0.5, or the one `results.export --max-fpr` chose).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import torch
 
 from core.data import TEXT_COLUMNS, find_column, read_table
 from core.errors import DataError, UserError
+from core.operating_point import DEFAULT_THRESHOLD
 from core.record import ADAPTER_METHODS
-from results.export import BUNDLE_FILE, ENSEMBLE_MEMBERS
+from results.export import BUNDLE_FILE, ENSEMBLE_MEMBERS, operating_point_text
 
 # Each bundle kind imports only what it loads (joblib and scikit-learn, or transformers and peft):
 # a TF-IDF bundle predicts without the model stack, and `--help` answers at once.
@@ -119,6 +121,9 @@ def bundle_problems(bundle) -> list[str]:
     if not isinstance(bundle, dict):
         return ["it holds no JSON object"]
     kind, method = bundle.get("kind"), bundle.get("method")
+    threshold = bundle.get("threshold", DEFAULT_THRESHOLD)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        return [f"threshold {threshold!r} is not a probability in (0, 1]"]
     if kind == "ensemble":
         return ensemble_problems(bundle)
     if kind not in (*FINE_TUNE_FILES, "baseline"):
@@ -257,17 +262,21 @@ def main(argv: list[str] | None = None) -> int:
         if out.is_dir() or not out.parent.is_dir():
             raise UserError(f"--out {out}: {'is a folder' if out.is_dir() else 'its folder does not exist'}; "
                             "give a file path in an existing folder.")
-        check_trust(read_bundle(args.bundle), args.trust_pickle, args.trust_remote_code)
+        bundle = read_bundle(args.bundle)
+        check_trust(bundle, args.trust_pickle, args.trust_remote_code)
         texts = read_texts(args.input, args.text_col)
         prob = predict_texts(args.bundle, texts, trust_pickle=args.trust_pickle,
                              trust_remote_code=args.trust_remote_code)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    labels = np.where(np.isnan(prob), "", np.where(prob >= 0.5, "real", "fake"))
+    threshold = bundle.get("threshold", DEFAULT_THRESHOLD)
+    labels = np.where(np.isnan(prob), "", np.where(prob >= threshold, "real", "fake"))
     pd.DataFrame({"text": [text or "" for text in texts], "label": labels, "prob_real": prob}).to_csv(out, index=False)
     blank = int(np.isnan(prob).sum())
-    print(f"{len(texts)} rows classified: {int((prob >= 0.5).sum())} real, {int((prob < 0.5).sum())} fake"
+    if "operating_point" in bundle:
+        print(operating_point_text(bundle))
+    print(f"{len(texts)} rows classified: {int((prob >= threshold).sum())} real, {int((prob < threshold).sum())} fake"
           + (f", {blank} without text (no label)" if blank else "") + f" -> {out}")
     return 0
 

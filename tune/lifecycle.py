@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from core import storage
-from core.data import HUB_PREFIX, protocol_name
+from core.data import HUB_PREFIX, held_out_part, protocol_name
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC
 from core.record import is_fine_tune, load_records
@@ -240,7 +240,7 @@ def prepare_model_and_data(args: argparse.Namespace, preset, profile, model: str
     data = prepare_data(args.data, profile, tokenizer, model, folder.path, text_col=args.text_col,
                         label_col=args.label_col, fake_label=args.fake_label, group_col=args.group_col,
                         test_groups=test_groups, data_split=args.data_split)
-    print(f"Data {args.data}: {data.cleaning}; {data.protocol}, split {data.rows} (hash {data.split_hash}); "
+    print(f"Data {', '.join(args.data)}: {data.cleaning}; {data.protocol}, split {data.rows} (hash {data.split_hash}); "
           f"max length {data.max_length} tokens truncates {data.truncated} reviews.")
     if data.group_col:
         print(f"Groups ('{data.group_col}'), test reviews each: "
@@ -256,9 +256,11 @@ def default_name(preset: str, profile: str) -> str:
     return f"{preset}-{profile}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
 
-def data_location(data: str) -> str:
-    """--data as run.json keeps it: a hub id as given, a path made absolute."""
-    return data if data.startswith(HUB_PREFIX) else str(Path(data).resolve())
+def data_location(data: list[str]) -> str | list[str]:
+    """--data as run.json keeps it: a hub id as given, a path made absolute; one source as a string
+    (as before several were allowed), several as a list."""
+    located = [path if path.startswith(HUB_PREFIX) else str(Path(path).resolve()) for path in data]
+    return located[0] if len(located) == 1 else located
 
 
 def resume_conflicts(args: argparse.Namespace, state: RunState) -> list[str]:
@@ -271,7 +273,7 @@ def resume_conflicts(args: argparse.Namespace, state: RunState) -> list[str]:
              "--num-samples": None if args.extend else args.num_samples}
     kept = {"--data": state.data, "--profile": state.profile, "--model": state.fixed.model,
             "--seed": state.seed, "--metric": state.metric, "--baselines": state.baselines,
-            "--test-groups": state.protocol, "--num-samples": state.num_samples}
+            "--test-groups": held_out_part(state.protocol), "--num-samples": state.num_samples}
     return [f"{flag} {value} (the run has {kept[flag]})" for flag, value in given.items()
             if value is not None and value != kept[flag]]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import storage
-from core.data import load_reviews, protocol_name, split_hash, split_reviews, subsample
+from core.data import held_out_pairing, load_reviews, protocol_name, split_hash, split_reviews, subsample
 from core.groups import write_protocol, write_split
 from core.run_folder import RunFolder
 from core.tokens import cached_tokens, choose_max_length
@@ -38,15 +38,15 @@ class PreparedData:
     groups: dict[str, int]  # group -> test reviews, with groups
 
 
-def prepare_data(data_path: str, profile: RunProfile, tokenizer, tokenizer_id: str,
+def prepare_data(data_path: str | list[str], profile: RunProfile, tokenizer, tokenizer_id: str,
                  run_dir: str, *, text_col: str | None = None, label_col: str | None = None,
                  fake_label: str | None = None, group_col: str | None = None,
                  test_groups: list[str] | None = None, data_split: str | None = None) -> PreparedData:
-    """`group_col` and `data_split`: core.data.load_reviews's; `test_groups`: hold those groups out
-    as the test split."""
+    """`data_path`: one path or several (combined); `group_col` and `data_split`: core.data.load_reviews's;
+    `test_groups`: hold those groups out as the test split."""
     frame, report = load_reviews(data_path, text_col, label_col, fake_label, group_col, data_split)
     split = subsample(split_reviews(frame, seed=SPLIT_SEED, test_groups=test_groups), profile.rows, seed=SPLIT_SEED)
-    protocol = protocol_name(test_groups)
+    protocol = protocol_name(test_groups, held_out_pairing(frame, test_groups))
     digest = split_hash(split, protocol)
     data_dir = RunFolder(run_dir).data
     write_split(data_dir, split)

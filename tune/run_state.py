@@ -25,7 +25,7 @@ DEFAULT_TPE_STARTUP_TRIALS = 10  # a run.json from before the profile set it: Op
 class RunState:
     preset: str = field(metadata={"help": "the search-space preset (search_spaces/)"})
     profile: str = field(metadata={"help": "the run profile (tune/profiles.py), --profile"})
-    data: str = field(metadata={"help": "--data: a hub id as given, a path made absolute"})
+    data: str | list[str] = field(metadata={"help": "--data: a hub id as given, a path made absolute; several: a list"})
     base: dict[str, Any] = field(metadata={"help": "the trials' fixed settings: FineTuneConfig fields"})
     baselines: str = field(metadata={"help": "--baselines: none, tfidf, fast or all"})
     num_samples: int = field(metadata={"help": "trials of the first search, --num-samples"})

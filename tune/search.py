@@ -51,12 +51,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tune.search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", help=f"the search-space preset: {', '.join(PRESETS)} (search_spaces/)")
-    parser.add_argument("--data",
+    parser.add_argument("--data", action="append", metavar="PATH",
                         help="the reviews: a .csv, .csv.gz, .tsv, .parquet or .jsonl file, a folder written "
                              "by Hugging Face datasets' save_to_disk, or a hub dataset hf:OWNER/NAME (read "
                              "from the local datasets cache when offline), with a text and a label column "
                              "(CG/OR, fake/real or 0/1; a ClassLabel by its names); needed to start a "
-                             "search, not to resume or extend one")
+                             "search, not to resume or extend one. Give it more than once to combine sources "
+                             "(deduped across files; a file of one class is fine): each row keeps its file's "
+                             "name, without extensions, in a `source` column for --group-col source")
     parser.add_argument("--data-split", metavar="SPLIT",
                         help="with a datasets DatasetDict: read only this split (default: the rows of every "
                              "split, split again by the data contract)")
@@ -72,7 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "where the data has it; none = no groups)")
     parser.add_argument("--test-groups", metavar="A,B",
                         help="hold these groups out: every review of them is the test split, the rest is "
-                             "split into train and validation; measures transfer to unseen categories. The "
+                             "split into train and validation; measures transfer to unseen categories (or "
+                             "generators, with --group-col source). Held-out groups of one class are paired "
+                             "with as many reviews of the other class from the other groups. The "
                              "protocol is part of the split hash, so runs never mix with random splits")
     parser.add_argument("--profile", choices=["smoke", "cpu", "full"],
                         help="how much data and how many trials (default: full with a GPU, else cpu)")

@@ -139,7 +139,7 @@ def test_a_resume_with_the_same_flags_or_none_agrees(started_run, tmp_path):
     from tune.run_state import RunState
 
     state = RunState.from_json(started_run[1])
-    same = argparse.Namespace(data=str(tmp_path / "reviews.csv"), profile="smoke", model=None, seed=42,
+    same = argparse.Namespace(data=[str(tmp_path / "reviews.csv")], profile="smoke", model=None, seed=42,
                               metric="macro_f1", baselines=None, test_groups=None, num_samples=3, extend=None)
     assert resume_conflicts(same, state) == []
     extend = argparse.Namespace(**{**vars(same), "num_samples": 50, "extend": 2})  # --extend adds its own

@@ -148,7 +148,7 @@ def search(capsys, *args):
 
 @pytest.mark.parametrize("extra, message", [
     (["--test-groups", "Garden"], "Unknown test group 'Garden'; the groups are: Books, Pets, Tools, Toys."),
-    (["--group-col", "aisle"], "No group column 'aisle'. Columns found: text_, label, category."),
+    (["--group-col", "aisle"], "No group column 'aisle'. Columns found: text_, label, category, source."),
     (["--group-col", "none", "--test-groups", "Pets"], "--test-groups needs a group column"),
     (["--test-groups", "Books,Pets,Toys,Tools"], "the remaining (train and validation) reviews hold 0 of class"),
 ])
