@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.bootstrap import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, percentile_interval
+
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -43,3 +45,57 @@ def threshold_for_max_fpr(labels, prob_real, max_fpr: float) -> float:
     limit = real[allowed]  # a threshold at or below it flags at most `allowed` of them
     below = prob_real[prob_real < limit]
     return float((limit + below.max()) / 2) if len(below) else float(limit)
+
+
+RATES = {  # name -> (what it says, the class it needs, or "both")
+    "fake_recall": ("fakes caught", 0),
+    "real_flagged": ("real reviews flagged", 1),
+    "fake_precision": ("flagged that are fake", "both"),
+    "macro_f1": ("macro-F1", "both"),
+    "f1": ("F1 (real)", "both"),
+    "accuracy": ("accuracy", "both"),
+}
+WHY_UNDEFINED = {0: "no fake reviews here, so no fake is caught or missed",
+                 1: "no real reviews here, so none can be flagged wrongly",
+                 "both": "needs both classes; this file (or group) holds one"}
+
+
+def rates_from(labels: np.ndarray, predicted_real: np.ndarray) -> dict[str, np.ndarray]:
+    """Every rate of RATES, for each row of (samples, n) arrays of labels and predictions."""
+    fake, flagged = labels == 0, predicted_real == 0
+    caught, missed = (fake & flagged).sum(-1), (fake & ~flagged).sum(-1)
+    false_flags, passed = (~fake & flagged).sum(-1), (~fake & ~flagged).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1_fake = 2 * caught / (2 * caught + missed + false_flags)
+        f1_real = 2 * passed / (2 * passed + false_flags + missed)
+        return {"fake_recall": caught / (caught + missed), "real_flagged": false_flags / (false_flags + passed),
+                "fake_precision": caught / (caught + false_flags), "macro_f1": (f1_fake + f1_real) / 2,
+                "f1": f1_real, "accuracy": (caught + passed) / labels.shape[-1]}
+
+
+def rates_with_intervals(labels, prob_real, threshold: float = DEFAULT_THRESHOLD, samples: int = BOOTSTRAP_SAMPLES,
+                         seed: int = BOOTSTRAP_SEED) -> dict:
+    """The RATES at `threshold` with 95 % bootstrap intervals, those the labels' classes leave
+    undefined named with why, and ROC AUC: {n, n_fake, n_real, threshold, metrics: {name: {value,
+    low, high}}, undefined: {name: why}, roc_auc}."""
+    from sklearn.metrics import roc_auc_score
+
+    labels, prob_real = np.asarray(labels, dtype=int), np.asarray(prob_real, dtype=float)
+    predicted = (prob_real >= threshold).astype(int)
+    held = set(labels.tolist())
+    point = rates_from(labels[None], predicted[None])
+    index = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
+    resamples = rates_from(labels[index], predicted[index])
+    metrics, undefined = {}, {}
+    for name, (_, needs) in RATES.items():
+        if needs == "both" and len(held) < 2 or needs != "both" and needs not in held:
+            undefined[name] = WHY_UNDEFINED[needs]
+            continue
+        low, high = percentile_interval(resamples[name][~np.isnan(resamples[name])], 0.95)
+        metrics[name] = {"value": float(point[name][0]), "low": low, "high": high}
+    if metrics.get("fake_precision") and np.isnan(metrics["fake_precision"]["value"]):
+        undefined["fake_precision"] = "nothing was flagged"
+        del metrics["fake_precision"]
+    return {"n": int(len(labels)), "n_fake": int((labels == 0).sum()), "n_real": int((labels == 1).sum()),
+            "threshold": float(threshold), "metrics": metrics, "undefined": undefined,
+            "roc_auc": float(roc_auc_score(labels, prob_real)) if len(held) == 2 else None}

@@ -23,60 +23,8 @@ import numpy as np
 
 from core.data import LABEL_COLUMNS, TEXT_COLUMNS, find_column, map_labels, read_table
 from core.errors import DataError, UserError
-from core.operating_point import DEFAULT_THRESHOLD
-from results.leaderboard import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, percentile_interval
+from core.operating_point import DEFAULT_THRESHOLD, RATES, rates_with_intervals
 from results.predict import check_trust, predict_texts, read_bundle
-
-RATES = {  # name -> (what it says, the class it needs, or "both")
-    "fake_recall": ("fakes caught", 0),
-    "real_flagged": ("real reviews flagged", 1),
-    "fake_precision": ("flagged that are fake", "both"),
-    "macro_f1": ("macro-F1", "both"),
-    "f1": ("F1 (real)", "both"),
-    "accuracy": ("accuracy", "both"),
-}
-WHY_UNDEFINED = {0: "no fake reviews here, so no fake is caught or missed",
-                 1: "no real reviews here, so none can be flagged wrongly",
-                 "both": "needs both classes; this file (or group) holds one"}
-
-
-def rates_from(labels: np.ndarray, predicted_real: np.ndarray) -> dict[str, np.ndarray]:
-    """Every rate of RATES, for each row of (samples, n) arrays of labels and predictions."""
-    fake, flagged = labels == 0, predicted_real == 0
-    caught, missed = (fake & flagged).sum(-1), (fake & ~flagged).sum(-1)
-    false_flags, passed = (~fake & flagged).sum(-1), (~fake & ~flagged).sum(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f1_fake = 2 * caught / (2 * caught + missed + false_flags)
-        f1_real = 2 * passed / (2 * passed + false_flags + missed)
-        return {"fake_recall": caught / (caught + missed), "real_flagged": false_flags / (false_flags + passed),
-                "fake_precision": caught / (caught + false_flags), "macro_f1": (f1_fake + f1_real) / 2,
-                "f1": f1_real, "accuracy": (caught + passed) / labels.shape[-1]}
-
-
-def evaluate_predictions(labels, prob_real, threshold: float = DEFAULT_THRESHOLD, samples: int = BOOTSTRAP_SAMPLES,
-                         seed: int = BOOTSTRAP_SEED) -> dict:
-    """{n, n_fake, n_real, metrics: {name: {value, low, high}}, undefined: {name: why}, roc_auc}."""
-    from sklearn.metrics import roc_auc_score
-
-    labels, prob_real = np.asarray(labels, dtype=int), np.asarray(prob_real, dtype=float)
-    predicted = (prob_real >= threshold).astype(int)
-    held = set(labels.tolist())
-    point = rates_from(labels[None], predicted[None])
-    index = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
-    resamples = rates_from(labels[index], predicted[index])
-    metrics, undefined = {}, {}
-    for name, (_, needs) in RATES.items():
-        if needs == "both" and len(held) < 2 or needs != "both" and needs not in held:
-            undefined[name] = WHY_UNDEFINED[needs]
-            continue
-        low, high = percentile_interval(resamples[name][~np.isnan(resamples[name])], 0.95)
-        metrics[name] = {"value": float(point[name][0]), "low": low, "high": high}
-    if metrics.get("fake_precision") and np.isnan(metrics["fake_precision"]["value"]):
-        undefined["fake_precision"] = "nothing was flagged"
-        del metrics["fake_precision"]
-    return {"n": int(len(labels)), "n_fake": int((labels == 0).sum()), "n_real": int((labels == 1).sum()),
-            "threshold": float(threshold), "metrics": metrics, "undefined": undefined,
-            "roc_auc": float(roc_auc_score(labels, prob_real)) if len(held) == 2 else None}
 
 
 def read_labelled(path: str, text_col: str | None, label_col: str | None, fake_label: str | None,
@@ -111,11 +59,11 @@ def evaluate_file(bundle_dir: str, path: str, *, text_col: str | None = None, la
     threshold = bundle.get("threshold", DEFAULT_THRESHOLD)
     result = {"bundle": str(bundle_dir), "file": str(path), "rows_without_text_or_label": dropped,
               "threshold_from": "results.export --max-fpr" if "threshold" in bundle else "default",
-              "overall": evaluate_predictions(labels, prob_real, threshold)}
+              "overall": rates_with_intervals(labels, prob_real, threshold)}
     if groups is not None:
         groups = np.asarray(groups)
         result["group_col"] = group_col
-        result["by_group"] = {g: evaluate_predictions(labels[groups == g], prob_real[groups == g], threshold)
+        result["by_group"] = {g: rates_with_intervals(labels[groups == g], prob_real[groups == g], threshold)
                               for g in sorted(set(groups.tolist()))}
     return result
 

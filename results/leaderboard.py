@@ -24,24 +24,23 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from core import storage
-from core.data import RANDOM_PROTOCOL
+from core.bootstrap import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, percentile_interval
+from core.data import LABEL_NAMES, RANDOM_PROTOCOL
 from core.errors import UserError
 from core.metrics import DEFAULT_METRIC, SELECTION_METRICS, predicts_one_class, selection_score
+from core.operating_point import rates_with_intervals
 from core.record import ADAPTER_METHODS, has_scores, is_failed, load_records
 from core.run_folder import RunFolder
 from results.ensemble import Ensemble, build_ensemble
+from results.page import cells_table_html, headline, headline_markdown, image_markdown, write_page
 
 # The importance section (Optuna) and the plots (matplotlib) are imported where the page is
 # rendered: the search's console and export read this module's tables without them.
 
-BOOTSTRAP_SAMPLES = 2000
-BOOTSTRAP_SEED = 0
-# Readable at a laptop's width: wide tables scroll inside their box, images shrink to fit.
-PAGE_STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:1200px} "
-              "table{border-collapse:collapse;font-size:13px} td,th{padding:2px 6px;border:1px solid #ccc} "
-              ".wide{overflow-x:auto} img{max-width:100%;height:auto}")
 GROUP_NOTE = ("Test F1 of each method's best trial on each group's test reviews, with a 95 % bootstrap "
-              "interval; ▼ marks a group whose whole interval lies below the trial's overall one.")
+              "interval; ▼ marks a group whose whole interval lies below the trial's overall one. A group "
+              "of one class (a generator's fakes) shows the share of its fakes caught (or of its real "
+              "reviews flagged) instead, at threshold 0.5.")
 
 
 def scored(records: list[dict]) -> list[dict]:
@@ -83,11 +82,6 @@ def resampled(labels, prob_real, samples: int, seed: int) -> tuple[np.ndarray, n
     predicted = (np.asarray(prob_real) >= 0.5).astype(int)
     index = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
     return labels[index], predicted[index]
-
-
-def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
-    tail = (1 - level) / 2
-    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
 
 
 def bootstrap_f1_interval(labels, prob_real, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
@@ -168,8 +162,9 @@ def leaderboard_rows(records: list[dict], metric: str = DEFAULT_METRIC) -> list[
 
 def score_fields(val: dict, test: dict, metric: str, test_labels, test_prob_real) -> dict:
     """A row's scores: the selection metric on validation and test, and test's metrics with the
-    bootstrap interval of its F1."""
+    bootstrap intervals of its F1 and macro-F1."""
     low, high = bootstrap_f1_interval(test_labels, test_prob_real)
+    macro_low, macro_high = bootstrap_macro_f1_interval(test_labels, test_prob_real)
     return {
         "selection_metric": metric,
         "val_score": val.get(SELECTION_METRICS[metric]),
@@ -180,6 +175,9 @@ def score_fields(val: dict, test: dict, metric: str, test_labels, test_prob_real
         "test_f1_low": low,
         "test_f1_high": high,
         "test_macro_f1": test["macro_f1"],
+        "test_macro_f1_low": macro_low,
+        "test_macro_f1_high": macro_high,
+        "test_n": len(test_labels),
         "test_accuracy": test["accuracy"],
         "test_precision": test["precision"],
         "test_recall": test["recall"],
@@ -248,11 +246,30 @@ def group_rows(records: list[dict], rows: list[dict]) -> list[dict]:
         for group in sorted(set(groups)):
             mine = groups == group
             low, high = bootstrap_f1_interval(labels[mine], prob[mine])
-            out.append({"method": row["method"], "trial": row["trial"], "group": str(group), "n": int(mine.sum()),
-                        "test_f1": record["test_by_group"][str(group)]["f1"], "test_f1_low": low,
-                        "test_f1_high": high, "overall_f1": row["test_f1"], "overall_low": row["test_f1_low"],
-                        "overall_high": row["test_f1_high"], "below_overall": bool(high < row["test_f1_low"])})
+            entry = {"method": row["method"], "trial": row["trial"], "group": str(group), "n": int(mine.sum()),
+                     "test_f1": record["test_by_group"][str(group)]["f1"], "test_f1_low": low,
+                     "test_f1_high": high, "overall_f1": row["test_f1"], "overall_low": row["test_f1_low"],
+                     "overall_high": row["test_f1_high"], "below_overall": bool(high < row["test_f1_low"])}
+            classes = set(labels[mine].tolist())
+            if len(classes) == 1:  # F1 of real says nothing of a group of fakes: the share called right does
+                (label,) = classes
+                evaluation = rates_with_intervals(labels[mine], prob[mine])
+                name = "fake_recall" if label == 0 else "real_flagged"
+                entry.update(one_class=LABEL_NAMES[label], rate_name=name, **{
+                    f"rate{suffix}": evaluation["metrics"][name][key]
+                    for suffix, key in (("", "value"), ("_low", "low"), ("_high", "high"))}, below_overall=False)
+            out.append(entry)
     return out
+
+
+def group_cell(g: dict) -> str:
+    """A group's F1 (95 % CI) with ▼ where it lies below overall; a group of one class: the share of
+    its fakes caught, or of its real reviews flagged."""
+    if g.get("one_class"):
+        what = "fakes caught" if g["rate_name"] == "fake_recall" else "real flagged"
+        return f"{what} {100 * g['rate']:.1f} % ({100 * g['rate_low']:.1f}-{100 * g['rate_high']:.1f})"
+    return (f"{100 * g['test_f1']:.2f} ({100 * g['test_f1_low']:.1f}-{100 * g['test_f1_high']:.1f})"
+            f"{' ▼' if g['below_overall'] else ''}")
 
 
 def group_table(groups: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -267,8 +284,7 @@ def group_table(groups: list[dict]) -> tuple[list[str], list[list[str]]]:
         row = [name, str(sizes[name])]
         for method in methods:
             g = cells.get((name, method))
-            row.append("" if g is None else f"{100 * g['test_f1']:.2f} ({100 * g['test_f1_low']:.1f}-"
-                       f"{100 * g['test_f1_high']:.1f}){' ▼' if g['below_overall'] else ''}")
+            row.append("" if g is None else group_cell(g))
         rows.append(row)
     overall = {g["method"]: g for g in groups}
     rows.append(["all groups", str(sum(sizes.values()))]
@@ -314,29 +330,34 @@ def ci_text(row: dict) -> str:
     return f"{100 * row['test_f1']:.2f} ({100 * row['test_f1_low']:.1f}-{100 * row['test_f1_high']:.1f})"
 
 
-def markdown(rows: list[dict], metric: str) -> str:
+def table_cells(rows: list[dict], metric: str) -> tuple[list[str], list[list[str]]]:
+    """Every column of every row, as text: leaderboard.md's table and the page's full one."""
     def number(value, scale=1.0, digits=2):
         return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{scale * value:.{digits}f}"
 
-    lines = [
-        f"| rank | method | model | settings | val {metric} | test {metric} | val F1 | test F1 (95% CI) | p vs top "
-        "| macro-F1 | acc | prec | rec | ROC AUC | AP | epochs | wall min | GPU min | GPU peak MB | CPU RSS MB | trainable | adapter MB |",
-        "|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        lines.append("| " + " | ".join([
-            str(row["rank"] or "-"), row["method"], Path(str(row["model"])).name, row["settings"],
-            score_text(row["val_score"], row["constant_prediction"]), score_text(row["test_score"]),
-            number(row["val_f1"], 100), ci_text(row), number(row["p_vs_top"], digits=3),
-            number(row["test_macro_f1"], 100), number(row["test_accuracy"], 100),
-            number(row["test_precision"], 100), number(row["test_recall"], 100),
-            number(row["test_roc_auc"], digits=4), number(row["test_average_precision"], digits=4),
-            epochs_text(row), number(row["wall_seconds"] / 60, digits=1), number(row["gpu_minutes"], digits=1),
-            number(row["gpu_peak_mb"], digits=0), number(row["cpu_peak_rss_mb"], digits=0),
-            f"{row['trainable_params'] or 0:,}",
-            number((row["adapter_bytes"] or 0) / 2**20, digits=2),
-        ]) + " |")
-    return "\n".join(lines)
+    header = ["rank", "method", "model", "settings", f"val {metric}", f"test {metric}", "val F1", "test F1 (95% CI)",
+              "p vs top", "macro-F1", "acc", "prec", "rec", "ROC AUC", "AP", "epochs", "wall min", "GPU min",
+              "GPU peak MB", "CPU RSS MB", "trainable", "adapter MB"]
+    cells = [[
+        str(row["rank"] or "-"), row["method"], Path(str(row["model"])).name, row["settings"],
+        score_text(row["val_score"], row["constant_prediction"]), score_text(row["test_score"]),
+        number(row["val_f1"], 100), ci_text(row), number(row["p_vs_top"], digits=3),
+        number(row["test_macro_f1"], 100), number(row["test_accuracy"], 100),
+        number(row["test_precision"], 100), number(row["test_recall"], 100),
+        number(row["test_roc_auc"], digits=4), number(row["test_average_precision"], digits=4),
+        epochs_text(row), number(row["wall_seconds"] / 60, digits=1), number(row["gpu_minutes"], digits=1),
+        number(row["gpu_peak_mb"], digits=0), number(row["cpu_peak_rss_mb"], digits=0),
+        f"{row['trainable_params'] or 0:,}",
+        number((row["adapter_bytes"] or 0) / 2**20, digits=2),
+    ] for row in rows]
+    return header, cells
+
+
+def markdown(rows: list[dict], metric: str) -> str:
+    header, cells = table_cells(rows, metric)
+    lines = ["| " + " | ".join(header) + " |",
+             "|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
 
 def write_leaderboard(run_dir: str, records: list[dict] | None = None, metric: str | None = None) -> str:
@@ -346,13 +367,13 @@ def write_leaderboard(run_dir: str, records: list[dict] | None = None, metric: s
     records = records if records is not None else load_records(run_dir)
     metric = metric or run_metric(run_dir)
     with tempfile.TemporaryDirectory() as folder:
-        render(records, Path(folder), metric)
+        render(records, Path(folder), metric, run_dir)
         out = RunFolder.at(run_dir).leaderboard
         storage.upload(folder, out)
     return out
 
 
-def render(records: list[dict], out: Path, metric: str) -> None:
+def render(records: list[dict], out: Path, metric: str, run_dir: str = "RUN") -> None:
     all_rows, ensemble = table_rows(records, metric)
     rows = [row for row in all_rows if row["record_path"]]  # the records' own, for groups and plots
     table = markdown(all_rows, metric)
@@ -365,6 +386,13 @@ def render(records: list[dict], out: Path, metric: str) -> None:
             "against the top row on the same test reviews. Split hash: " + records[0]["split_hash"])
     protocol = records[0].get("protocol", RANDOM_PROTOCOL)
     note += f". Test protocol: {protocol}"
+    by_path = {r["record_path"]: r for r in records}
+
+    def paired_p(a: dict, b: dict) -> float:
+        first, second = by_path[a["record_path"]], by_path[b["record_path"]]
+        return mcnemar_p(first["test_labels"], first["test_prob_real"], second["test_prob_real"])
+
+    facts = headline(rows, paired_p, run_dir, protocol, records[0]["split_hash"])
     failures = "\n".join(failure_lines(records))
     groups = group_rows(records, rows)
     group_section = ""
@@ -379,38 +407,28 @@ def render(records: list[dict], out: Path, metric: str) -> None:
     if found:
         importance_section = f"\n## Hyperparameter importance\n\n{importance_markdown(found, metric)}\n"
         (out / "importance.json").write_text(json.dumps(found, indent=1))
-    ensemble_text = f"\n{ensemble_note(ensemble)}\n" if ensemble else ""
-    (out / "leaderboard.md").write_text(
-        f"# Leaderboard\n\n{note}\n\n{table}\n{ensemble_text}{failures}\n{group_section}{importance_section}")
-    pd.DataFrame(all_rows).to_csv(out / "leaderboard.csv", index=False)
-    (out / "leaderboard.json").write_text(json.dumps(all_rows, indent=1))
     from results.plots import write_plots
 
     images = write_plots(records, rows, out, groups, found)
-    html_table = pd.DataFrame(all_rows).drop(columns=["record_path"]).to_html(index=False, float_format="%.4f")
-    if ensemble:
-        html_table += f"<p>{escape(ensemble_note(ensemble))}</p>"
-    html_groups = ""
+    ensemble_text = f"\n{ensemble_note(ensemble)}\n" if ensemble else ""
+    (out / "leaderboard.md").write_text(
+        f"# Leaderboard\n\n{headline_markdown(facts)}\n\n{note}\n\n{table}\n{ensemble_text}{failures}\n"
+        f"{group_section}{importance_section}\n## Plots\n\n{image_markdown(images)}\n")
+    pd.DataFrame(all_rows).to_csv(out / "leaderboard.csv", index=False)
+    (out / "leaderboard.json").write_text(json.dumps(all_rows, indent=1))
+    sections = []
     if groups:
-        header, cells = group_table(groups)
-        html_groups = f"<h2>Per group</h2><p>{escape(GROUP_NOTE)}</p>" + pd.DataFrame(cells, columns=header).to_html(index=False)
-    # Every text below comes from the data or the records (group names, settings), so it is escaped;
-    # pandas' to_html escapes its cells itself.
-    figures = "\n".join(f'<h2>{escape(title)}</h2><img src="{escape(name)}">' for title, name in images)
-    html_importance = ""
-    if found:
-        html_importance = "<h2>Hyperparameter importance</h2>" + "".join(
+        sections.append(f"<h2>Per group</h2><p>{escape(GROUP_NOTE)}</p><div class='wide'>"
+                        f"{cells_table_html(*group_table(groups))}</div>")
+    if found:  # every text below comes from the data or the records (group names, settings): escaped
+        sections.append("<h2>Hyperparameter importance</h2>" + "".join(
             f"<p><b>{escape(method)}</b>: {escape(result['note'])}.</p>" if "note" in result else
             f"<p><b>{escape(method)}</b>: {result['trials']} trials at report point {result['point']} "
             f"({result['epochs']:g} epochs)</p>"
-            + pd.DataFrame(list(result["importances"].items()), columns=["setting", "importance"]).to_html(
-                index=False, float_format="%.3f")
-            for method, result in found.items())
-    (out / "index.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Leaderboard</title>"
-        f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{PAGE_STYLE}</style></head><body>"
-        f"<h1>Leaderboard</h1><p>{escape(note)}</p><div class='wide'>{html_table}</div>{html_groups}{html_importance}"
-        f"{figures}</body></html>")
+            + cells_table_html(["setting", "importance"], [[k, f"{v:.3f}"] for k, v in result["importances"].items()])
+            for method, result in found.items()))
+    write_page(out, facts=facts, note=note, rows=all_rows, metric=metric, all_columns=table_cells(all_rows, metric),
+               extra_notes=[ensemble_note(ensemble) if ensemble else "", failures], sections=sections, images=images)
 
 
 def main(argv: list[str] | None = None) -> int:

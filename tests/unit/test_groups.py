@@ -140,6 +140,22 @@ def test_the_leaderboard_flags_a_group_below_the_overall_interval(tmp_path):
     assert "f1_per_group.png" in open(f"{out}/index.html").read()
 
 
+def test_a_group_of_one_class_shows_the_share_it_got_right_not_an_f1(tmp_path):
+    # a held-out generator's fakes beside the real reviews paired with them: F1 of real is 0 in the
+    # fakes' group whatever the model does, so the group shows the share of its fakes caught
+    labels = [0] * 40 + [1] * 40
+    prob = [0.2] * 30 + [0.8] * 10 + [0.9] * 36 + [0.1] * 4
+    groups = ["new-generator"] * 40 + ["old-reviews"] * 40
+    write_record(tmp_path, "t", protocol_name(["new-generator"], 1), "h", labels, prob, groups)
+    records = load_records(str(tmp_path))
+    rows = {r["group"]: r for r in group_rows(records, leaderboard_rows(records))}
+    assert rows["new-generator"]["one_class"] == "fake" and rows["new-generator"]["rate"] == pytest.approx(0.75)
+    assert rows["old-reviews"]["rate_name"] == "real_flagged" and rows["old-reviews"]["rate"] == pytest.approx(0.1)
+    assert rows["new-generator"]["rate_low"] < 0.75 < rows["new-generator"]["rate_high"]
+    text = open(f"{write_leaderboard(str(tmp_path), records)}/leaderboard.md").read()
+    assert "| new-generator | 40 | fakes caught 75.0 % (" in text and "| old-reviews | 40 | real flagged 10.0 % (" in text
+
+
 def search(capsys, *args):
     code = main(list(args))
     out = capsys.readouterr()

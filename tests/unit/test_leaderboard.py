@@ -1,6 +1,7 @@
 """The analyzer on canned result records written by the test."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +84,42 @@ def test_mixed_split_hashes_are_refused(run):
 def test_outputs_are_written_with_plots(run):
     out = Path(write_leaderboard(run))
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html", "f1_vs_cost.png",
-                 "roc_pr.png", "confusion.png", "val_score_per_epoch.png"):
+                 "roc_pr.png", "confusion.png", "search_progress.png"):
         assert (out / name).stat().st_size > 0, name
     rows = json.loads((out / "leaderboard.json").read_text())
     assert [r["trial"] for r in rows] == ["b", "a", "c"]
     assert rows[0]["p_vs_top"] is None and rows[1]["p_vs_top"] is None  # a is not its method's best
     assert rows[2]["p_vs_top"] < 0.001  # c's 99 % accuracy differs from b's 70 %
+
+
+def test_the_headline_names_the_top_row_and_compares_it_with_the_best_baseline(run):
+    out = Path(write_leaderboard(run))
+    rows = json.loads((out / "leaderboard.json").read_text())
+    top, baseline = rows[0], rows[2]
+    text = (out / "leaderboard.md").read_text()
+    first = text.split("\n\n")[1]  # the headline comes first
+    assert first.startswith("**Chosen: QLoRA adapter (learning_rate=0.0001 epochs=2), trial b**")
+    assert (f"test macro-F1 {100 * top['test_macro_f1']:.2f} ({100 * top['test_macro_f1_low']:.1f}-"
+            f"{100 * top['test_macro_f1_high']:.1f})") in first
+    assert top["test_macro_f1_low"] < top["test_macro_f1"] < top["test_macro_f1_high"]
+    # b (70 % right) against c (99 %): the baseline is far better on test, and the test says so
+    assert "Best baseline: TF-IDF + logistic regression (" in text and "), trial c, test macro-F1 99." in text
+    assert f"p = {mcnemar_p(top_labels(run), prob_of(run, 'b'), prob_of(run, 'c')):.3g}, significant" in text
+    assert f"Export it: `python -m results.export {run} --out bundle`" in text
+    assert "![" in text and "search_progress.png" in text  # the search's pictures in the md too
+    page = (out / "index.html").read_text()
+    main_table = page.split("<h2>Models, ranked")[1].split("<details>")[0]
+    assert "selection_metric" not in main_table and "False" not in main_table
+    assert not re.search(r">0\.\d{4}<", main_table)  # percents, not fractions
+    assert "<td>QLoRA adapter b</td>" in main_table and "<details><summary>Every column" in page
+
+
+def top_labels(run):
+    return json.loads((run / "b" / "record.json").read_text())["test_labels"]
+
+
+def prob_of(run, trial):
+    return json.loads((run / trial / "record.json").read_text())["test_prob_real"]
 
 
 def test_empty_folder_is_explained(tmp_path):

@@ -5,7 +5,8 @@ import pytest
 
 from core.metrics import classification_metrics
 from core.operating_point import flagged_rates, threshold_for_max_fpr
-from results.evaluate import evaluate_predictions, table
+from core.operating_point import rates_with_intervals as evaluate_predictions
+from results.evaluate import table
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import pytest
 
 from core.data import (
     RANDOM_PROTOCOL,
-    held_out_part,
     held_out_pairing,
+    held_out_part,
     load_reviews,
     protocol_name,
     source_name,
