@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,7 @@ def cut_data(reviews: Path, fakes: Path, folder: Path) -> dict[str, Path]:
     files = {"pool": folder / "fake_reviews.csv", "lfm_train": folder / "lfm2.5-350m.csv",
              "lfm_all": folder / "all" / "lfm2.5-350m.csv", "eval_old": folder / "fake_review_eval.csv",
              "eval_lfm": folder / "lfm_eval.csv"}
-    files["lfm_all"].parent.mkdir()
+    files["lfm_all"].parent.mkdir(exist_ok=True)
     pool.to_csv(files["pool"], index=False)
     lfm_train.to_csv(files["lfm_train"], index=False)
     lfm.to_csv(files["lfm_all"], index=False)
@@ -74,12 +75,16 @@ def run(command: list[str], log: Path) -> None:
         raise SystemExit(f"{' '.join(command)} failed (exit {result.returncode}); see {log}")
 
 
-def search(name: str, data: list[Path], extra: list[str], storage: Path, log: Path) -> tuple[Path, float]:
-    started = time.time()
+def search(name: str, data: list[Path], extra: list[str], storage: Path, log: Path) -> Path:
+    """One search; a finished one in --work is kept (its leaderboard written again), so a rerun goes on."""
+    state = storage / name / "run.json"
+    if state.exists() and json.loads(state.read_text()).get("finished"):
+        run([sys.executable, "-m", "results.leaderboard", str(storage / name)], log)
+        return storage / name
     run([sys.executable, "-m", "tune.search", "minilm", *[a for d in data for a in ("--data", str(d))],
          "--profile", "cpu", "--num-samples", "1", "--cpus-per-trial", str(os.cpu_count() or 1),
          "--storage", str(storage), "--name", name, *extra], log)
-    return storage / name, time.time() - started
+    return storage / name
 
 
 def best_baseline(run_dir: Path) -> str:
@@ -134,7 +139,7 @@ def markdown(result: dict) -> str:
                      f"{pct(new['fake_recall'])} | {pct(new['real_flagged'])} | {pct(new['macro_f1'])} | "
                      f"{new['roc_auc']:.3f} |")
     lines += ["", "In-run test split of each search (the leaderboard's; `LFM held out`: LFM fakes paired with "
-              "real reviews):", "", "| detector | model | test macro-F1 | test F1 (95% CI) | search minutes |",
+              "real reviews):", "", "| detector | model | test macro-F1 | test F1 (95% CI) | train + eval minutes |",
               "|---|---|---:|---|---:|"]
     for row in result["in_run"]:
         lines.append(f"| {row['detector']} | {row['model']} | {100 * row['test_macro_f1']:.2f} | "
@@ -164,16 +169,18 @@ def main() -> int:
                                ["--group-col", "source", "--test-groups", "lfm2.5-350m"], storage, log),
     }
     rows, in_run = [], []
-    for number, (detector, (run_dir, seconds)) in enumerate(searches.items()):
+    for number, (detector, run_dir) in enumerate(searches.items()):
         board = json.loads((run_dir / "leaderboard" / "leaderboard.json").read_text())
         for model, trial in (("fine-tune", None), ("TF-IDF", best_baseline(run_dir))):
             board_row = next(r for r in board if (r["trial"] == trial if trial else r["method"] == "full"))
             in_run.append({"detector": detector, "model": f"{model} ({board_row['trial']})",
                            "test_macro_f1": board_row["test_macro_f1"], "test_f1": board_row["test_f1"],
                            "test_f1_low": board_row["test_f1_low"], "test_f1_high": board_row["test_f1_high"],
-                           "minutes": seconds / 60})
+                           "minutes": board_row["wall_seconds"] / 60})
             for threshold, flags in (("0.5", []), ("max FPR 2 % (val)", ["--max-fpr", "0.02"])):
                 bundle = work / "bundles" / f"{number}-{model}-{len(flags)}"
+                shutil.rmtree(bundle, ignore_errors=True)
+                bundle.parent.mkdir(exist_ok=True)
                 run([sys.executable, "-m", "results.export", str(run_dir), "--out", str(bundle),
                      *(["--trial", trial] if trial else []), *flags], log)
                 chosen = json.loads((bundle / "bundle.json").read_text()).get("threshold", 0.5)

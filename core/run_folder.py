@@ -15,6 +15,7 @@
       tune/search/, tune/extend-N/   Ray Tune's experiments: the first search, then each --extend
       optuna.journal                 the Optuna study of the search and its extensions (local run folders)
       leaderboard/                   the analyzer's tables and plots
+      mlflow.db, wandb/              --track's stores when no tracking server is named (tune/tracking.py)
     STORAGE/.locks/NAME              held by the one search running in NAME (core/run_lock.py)
 
 STORAGE is a folder or an s3:// or gs:// URI (core/storage.py). NAME is one folder name,
@@ -38,6 +39,7 @@ from core.run_lock import lock_run_folder
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 STATE_FILE = "run.json"
 RECORD_FILE = "record.json"
+MLFLOW_STORE = "mlflow.db"
 BASELINE_MODEL_FILE = "model.joblib"
 SPLIT_FILE = "split.parquet"
 PROTOCOL_FILE = "protocol.json"
@@ -226,6 +228,11 @@ class RunFolder:
     @property
     def leaderboard(self) -> str:
         return storage.join(self.path, "leaderboard")
+
+    @property
+    def mlflow_store(self) -> str:
+        """--track mlflow's SQLite store without a tracking URI (W&B writes its wandb/ beside it)."""
+        return storage.join(self.path, MLFLOW_STORE)
 
     def shared_check_marker(self, token: str) -> str:
         """The file a multi-node search writes for every node to look for: in a folder of the

@@ -23,6 +23,9 @@ from tune.profiles import get_profile
 from tune.ray_setup import check_shared_storage, check_storage_reachable, ray_gpus, start_ray
 from tune.run_state import RunState
 from tune.space import check_space
+from tune.tracking import Tracking, check_trackers
+from tune.tracking import callbacks as tracking_callbacks
+from tune.tracking import finish as finish_tracking
 from tune.tuner import Console, new_searcher, new_tuner, trainable
 
 DEFAULT_SEED = 42  # --seed's default: the searcher's and training's seed
@@ -46,7 +49,9 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     from tune.settle import record_failures, settle_trial_records
 
     preset = load_preset(args.preset)  # flags out of range: refused before this (tune/search.check_flags)
+    check_trackers(args.track, args.tracking_uri)  # before the run folder or the data is touched
     state, folder = open_search(args, preset)
+    tracking = Tracking.of(state.track, state.tracking_uri, folder)
     start_ray(args.address, folder, args.verbose)
     interruption.install()  # again: ray.init replaced the SIGTERM handler
     pending = launch_baselines(baseline_configs(state, preset), folder, state, preset)
@@ -54,7 +59,8 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     budget = state.set_time_budget(args.time_budget)
     started = time.monotonic()
     console = Console(args.verbose, state.planned_trials, state.metric, folder, budget)
-    tuner, restoring = tuner_for(state, preset, folder, args.retry_errored, budget, console)
+    tuner, restoring = tuner_for(state, preset, folder, args.retry_errored, budget, console,
+                                 tracking_callbacks(tracking, state, folder))
     if restoring and args.time_budget is not None and budget:
         interruption.stop_after(budget)  # Ray's restored tuner keeps the budget it started with
     with interruption.fitting():
@@ -74,6 +80,7 @@ def run_search(args: argparse.Namespace, interruption: Interruption) -> str:
     state.finished = True
     state.write(folder)
     finish_search(folder, state.metric)
+    finish_tracking(tracking, state, folder, load_records(folder.path))
     return folder.path
 
 
@@ -105,6 +112,9 @@ def open_search(args: argparse.Namespace, preset) -> tuple[RunState, RunFolder]:
             check_shared_storage(folder)
     if args.extend:
         state.extend(args.extend)
+    if args.track:  # a resume or --extend may start tracking, or track in more places
+        state.track = list(dict.fromkeys([*state.track, *args.track]))
+        state.tracking_uri = args.tracking_uri or state.tracking_uri
     state.write(folder)
     return state, folder
 
@@ -139,7 +149,7 @@ def finish_search(folder: RunFolder, metric: str) -> None:
 
 
 def tuner_for(state: RunState, preset, folder: RunFolder, retry_errored: bool, budget: float | None,
-              console: Console):
+              console: Console, callbacks: list):
     """The Tuner of the run's current experiment: restored from its folder when Ray saved one
     there, else new (the first search, or an extension that had not saved its first state); and
     whether it was restored."""
@@ -156,12 +166,12 @@ def tuner_for(state: RunState, preset, folder: RunFolder, retry_errored: bool, b
     where = storage.parent(experiment), storage.name(experiment)
     if not state.extensions:
         searcher = new_searcher(preset, state, preset.SEEDS, folder)
-        return new_tuner(searcher, state, *where, budget, console), False
+        return new_tuner(searcher, state, *where, budget, console, callbacks), False
     searcher = new_searcher(preset, state, [], folder)
     added = searcher.add_finished([r for r in load_records(folder.path) if is_fine_tune(r)], state.metric)
     print(f"Extending {folder} by {state.extend_samples} trials ({state.experiment}/), the searcher "
           f"warm-started from every finished trial ({added}).")
-    return new_tuner(searcher, state, *where, budget, console), False
+    return new_tuner(searcher, state, *where, budget, console, callbacks), False
 
 
 def prepare_new_search(args: argparse.Namespace, preset, storage_root: str) -> tuple[RunState, RunFolder]:
@@ -194,7 +204,8 @@ def prepare_new_search(args: argparse.Namespace, preset, storage_root: str) -> t
         loading=loading,  # trials record what their own machine changed ("loading_overrides")
         base=base, pad_id=pad_id, baselines=args.baselines or profile.baselines,
         num_samples=args.num_samples or profile.num_samples, tpe_startup_trials=profile.tpe_startup_trials,
-        max_concurrent=args.max_concurrent, seed=seed, metric=metric,
+        max_concurrent=args.max_concurrent, seed=seed, metric=metric, track=list(dict.fromkeys(args.track or [])),
+        tracking_uri=args.tracking_uri,
         time_budget_s=None if profile.time_budget_minutes is None else 60 * profile.time_budget_minutes,
         experiment=RunFolder.experiment_name(0))
     baseline_configs(state, preset)  # refuse bad grids before starting

@@ -49,6 +49,8 @@ class RunState:
     extensions: int = field(default=0, metadata={"help": "how many times --extend added trials"})
     extend_samples: int | None = field(default=None, metadata={"help": "trials of the current --extend"})
     finished: bool = field(default=False, metadata={"help": "the search (or its last extension) ended"})
+    track: list[str] = field(default_factory=list, metadata={"help": "--track: mlflow, wandb (tune/tracking.py)"})
+    tracking_uri: str | None = field(default=None, metadata={"help": "--tracking-uri: MLflow's, if given"})
 
     @classmethod
     def from_json(cls, saved: dict[str, Any]) -> "RunState":

@@ -133,6 +133,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "profile's: 10.25 for cpu, none otherwise; 0 = none). Trials running then "
                              "are stopped and keep their record at their last scored point, records and "
                              "leaderboard are written, and --extend K adds trials later")
+    parser.add_argument("--track", action="append", choices=["mlflow", "wandb"],
+                        help="also track every trial and baseline in MLflow or W&B (give it twice for both; "
+                             "pip install -e \".[tracking]\"): params, each report point's validation metrics, "
+                             "test metrics, tags, the leaderboard as artifacts of a run for the search; a "
+                             "resumed or extended search appends to the same runs (README, Tracking)")
+    parser.add_argument("--tracking-uri", metavar="URI",
+                        help="MLflow's tracking URI (default: MLFLOW_TRACKING_URI, else a SQLite store in the run "
+                             "folder, mlflow.db); W&B reads its own environment (WANDB_PROJECT, WANDB_MODE)")
     parser.add_argument("--seed", type=int, help="seed of the searcher and of training (default: 42)")
     parser.add_argument("--verbose", action="store_true",
                         help="Ray Tune's own progress tables and every worker's log on the console (default: "

@@ -44,8 +44,10 @@ def trials_at_once(state: RunState) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)) // fixed.cpus_per_worker)
 
 
-def new_tuner(searcher, state: RunState, storage: str, name: str, time_budget_s: float | None, console: "Console"):
-    """A Tuner for the state's current search or extension, in the experiment folder storage/name."""
+def new_tuner(searcher, state: RunState, storage: str, name: str, time_budget_s: float | None, console: "Console",
+              callbacks: list = ()):
+    """A Tuner for the state's current search or extension, in the experiment folder storage/name;
+    `callbacks`: more Tune callbacks (tracking) beside the console's."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -69,7 +71,7 @@ def new_tuner(searcher, state: RunState, storage: str, name: str, time_budget_s:
         # A trial driver is not retried: out of memory and lost workers are retried inside it
         # (tune/trial.run_trial), and anything else would fail the same way again.
         run_config=tune.RunConfig(name=name, storage_path=storage,
-                                  failure_config=tune.FailureConfig(max_failures=0), **console.run_config()),
+                                  failure_config=tune.FailureConfig(max_failures=0), **console.run_config(callbacks)),
     )
 
 
@@ -84,9 +86,11 @@ class Console:
             # experiment box and a TensorBoard hint into Ray's temporary session folder.
             os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 
-    def run_config(self) -> dict:
+    def run_config(self, callbacks: list = ()) -> dict:
+        """RunConfig's console settings, its progress callback first and then `callbacks`."""
         if self.verbose:
-            return {}
+            return {"callbacks": list(callbacks)} if callbacks else {}
         from tune.progress import ProgressLines
 
-        return {"verbose": 0, "callbacks": [ProgressLines(self.planned, self.metric, self.folder, self.budget_s)]}
+        return {"verbose": 0,
+                "callbacks": [ProgressLines(self.planned, self.metric, self.folder, self.budget_s), *callbacks]}

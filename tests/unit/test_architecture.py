@@ -17,7 +17,7 @@ ARGUMENT_PARSERS = {("tune/search.py", "parse_args")}  # a flag per add_argument
 # the start of an f-string) that is the name, not prose that mentions it
 LAYOUT_NAMES = re.compile(r"(run|record|protocol|micro_batches|record_at_checkpoint|checkpoint_manager_snapshot)"
                           r"\.json|split\.parquet|model\.joblib|trainable\.safetensors|training_state\.pt|"
-                          r"optuna\.journal|(tokens|embeddings)-")
+                          r"optuna\.journal|mlflow\.db|(tokens|embeddings)-")
 
 
 def sources(package: str):

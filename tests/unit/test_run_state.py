@@ -38,7 +38,8 @@ def test_an_old_run_json_reads_into_the_state_and_writes_back_the_same():
     assert state.param_space() == saved["base"] and state.planned_trials == saved["num_samples"]
     written = state.to_json()
     assert {key: written[key] for key in saved} == saved  # every key it had, unchanged
-    assert set(written) - set(saved) == {"extend_samples"}
+    assert set(written) - set(saved) == {"extend_samples", "track", "tracking_uri"}  # keys added since
+    assert written["track"] == [] and written["tracking_uri"] is None  # an old search was never tracked
 
 
 def test_older_run_json_upgrades_in_one_place():
