@@ -91,11 +91,11 @@ def rates_with_intervals(labels, prob_real, threshold: float = DEFAULT_THRESHOLD
         if needs == "both" and len(held) < 2 or needs != "both" and needs not in held:
             undefined[name] = WHY_UNDEFINED[needs]
             continue
+        if np.isnan(point[name][0]):  # precision of fake when nothing was flagged
+            undefined[name] = "nothing was flagged"
+            continue
         low, high = percentile_interval(resamples[name][~np.isnan(resamples[name])], 0.95)
         metrics[name] = {"value": float(point[name][0]), "low": low, "high": high}
-    if metrics.get("fake_precision") and np.isnan(metrics["fake_precision"]["value"]):
-        undefined["fake_precision"] = "nothing was flagged"
-        del metrics["fake_precision"]
     return {"n": int(len(labels)), "n_fake": int((labels == 0).sum()), "n_real": int((labels == 1).sum()),
             "threshold": float(threshold), "metrics": metrics, "undefined": undefined,
             "roc_auc": float(roc_auc_score(labels, prob_real)) if len(held) == 2 else None}

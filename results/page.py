@@ -62,8 +62,9 @@ def model_text(row: dict) -> str:
 
 
 def score_text(row: dict) -> str:
+    constant = " (it predicts one class for every validation review)" if row["constant_prediction"] else ""
     return (f"test macro-F1 {interval(row['test_macro_f1'], row['test_macro_f1_low'], row['test_macro_f1_high'])}, "
-            f"F1 {interval(row['test_f1'], row['test_f1_low'], row['test_f1_high'])}")
+            f"F1 {interval(row['test_f1'], row['test_f1_low'], row['test_f1_high'])}{constant}")
 
 
 def verdict(facts: dict) -> str:

@@ -15,6 +15,7 @@ import argparse
 import json
 import pickle
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -182,39 +183,67 @@ def check_trust(bundle: dict, trust_pickle: bool, trust_remote_code: bool) -> No
 def predict_texts(folder: str | Path, texts: list[str | None], progress: bool = True, trust_pickle: bool = False,
                   trust_remote_code: bool = False) -> np.ndarray:
     """Probability of `real` for each text (NaN where a text is None)."""
+    score = load_scorer(folder, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code, progress=progress)
+    return score(texts)
+
+
+def load_scorer(folder: str | Path, *, trust_pickle: bool = False, trust_remote_code: bool = False,
+                progress: bool = True):
+    """The bundle in `folder`, checked and loaded once: a function from texts (None for a row without
+    text) to the probability of `real` of each (NaN for None)."""
     folder = Path(folder)
     bundle = read_bundle(folder)
     check_trust(bundle, trust_pickle, trust_remote_code)
-    present = [i for i, text in enumerate(texts) if text is not None]
-    prob = np.full(len(texts), np.nan)
+    with bundle_errors(folder):
+        classify = load_classifier(folder, bundle, progress, trust_remote_code)
+
+    def score(texts: list[str | None]) -> np.ndarray:
+        present = [i for i, text in enumerate(texts) if text is not None]
+        prob = np.full(len(texts), np.nan)
+        if present:
+            with bundle_errors(folder):
+                prob[present] = classify([texts[i] for i in present])
+        return prob
+
+    return score
+
+
+@contextmanager
+def bundle_errors(folder: Path):
+    """A bundle whose files were edited or cut short (the tokenizer, weights, adapter config,
+    pickle) reported as one line that says to export it again."""
     try:
-        prob[present] = classify(folder, bundle, [texts[i] for i in present], progress, trust_remote_code)
+        yield
     except (OSError, ValueError, KeyError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
-        # a bundle whose files were edited or cut short: the tokenizer, weights, adapter config, pickle
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"Bundle {folder} could not be loaded ({type(error).__name__}: {reason}). "
                         "Export it again.") from error
-    return prob
 
 
-def classify(folder: Path, bundle: dict, texts: list[str], progress: bool, trust_remote_code: bool) -> np.ndarray:
-    """Load what bundle.json's kind says (read_bundle checked it, check_trust allowed it) and classify."""
-    if bundle["kind"] == "ensemble":  # each member loaded and run in turn: the cost is theirs together
-        return sum(member["weight"] * classify(folder / ENSEMBLE_MEMBERS / member["folder"], member["bundle"], texts,
-                                               progress, trust_remote_code) for member in bundle["members"])
+def load_classifier(folder: Path, bundle: dict, progress: bool, trust_remote_code: bool):
+    """Load what bundle.json's kind says (read_bundle checked it, check_trust allowed it): a function
+    from texts to probabilities of real."""
+    if bundle["kind"] == "ensemble":  # each member loaded once; every member runs on every text
+        members = [(member["weight"], load_classifier(folder / ENSEMBLE_MEMBERS / member["folder"], member["bundle"],
+                                                      progress, trust_remote_code)) for member in bundle["members"]]
+        return lambda texts: sum(weight * classify(texts) for weight, classify in members)
     if bundle["kind"] == "baseline" and bundle["method"] == "tfidf-logreg":
         import joblib
 
         from trainables.baselines import predict_real
 
-        return predict_real(bundle["method"], joblib.load(folder / bundle["model_file"]), texts)
+        model = joblib.load(folder / bundle["model_file"])
+        return lambda texts: predict_real(bundle["method"], model, texts)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-    ids = [np.asarray(x, dtype=np.int64) for x in
-           tokenizer(texts, truncation=True, max_length=bundle["max_length"])["input_ids"]]
     pad_id = tokenizer.pad_token_id or 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def token_ids(texts: list[str]) -> list[np.ndarray]:
+        return [np.asarray(x, dtype=np.int64) for x in
+                tokenizer(texts, truncation=True, max_length=bundle["max_length"])["input_ids"]]
+
     model_name, revision = base_model(bundle)
     if bundle["kind"] == "baseline":
         import joblib
@@ -225,8 +254,8 @@ def classify(folder: Path, bundle: dict, texts: list[str], progress: bool, trust
 
         backbone = load_backbone(model_name, bundle["pooling"], trust_remote_code, device,
                                  loading_overrides(bundle["preset"]), revision=revision)
-        features = embed(backbone, ids, pad_id, device)
-        return predict_real(bundle["method"], joblib.load(folder / bundle["model_file"]), features)
+        model = joblib.load(folder / bundle["model_file"])
+        return lambda texts: predict_real(bundle["method"], model, embed(backbone, token_ids(texts), pad_id, device))
 
     from trainables.config import FineTuneConfig
     from trainables.model import load_base
@@ -240,9 +269,15 @@ def classify(folder: Path, bundle: dict, texts: list[str], progress: bool, trust
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(load_base(config, device), folder / "adapter")
-    _, prob = predict(model.to(device), ids, np.zeros(len(ids), dtype=np.int64), config.batch_size, pad_id,
-                      device, progress=progress)
-    return prob
+    model = model.to(device)
+
+    def classify(texts: list[str]) -> np.ndarray:
+        ids = token_ids(texts)
+        _, prob = predict(model, ids, np.zeros(len(ids), dtype=np.int64), config.batch_size, pad_id, device,
+                          progress=progress)
+        return prob
+
+    return classify
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 from core import storage
@@ -115,6 +116,7 @@ def callbacks(tracking: "Tracking | None", state, folder: RunFolder) -> list:
         return []
     found = []
     if "mlflow" in tracking.trackers:
+        mlflow_experiment(tracking)  # before Ray's callback would make it with artifacts in the working folder
         found.append(trial_runs_callback()(tracking_uri=tracking.mlflow_uri, experiment_name=tracking.experiment,
                                            tags=tags(state, folder)))
     if "wandb" in tracking.trackers:
@@ -156,6 +158,24 @@ def trial_runs_callback():
     return TrialRuns
 
 
+def mlflow_experiment(tracking: Tracking) -> str:
+    """The experiment's id, made if new. With a SQLite or file store its artifacts (the leaderboard)
+    go beside the store, not into the working folder's mlruns/ (MLflow's default there)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking.mlflow_uri)
+    found = client.get_experiment_by_name(tracking.experiment)
+    if found is not None:
+        return found.experiment_id
+    parsed = urlparse(tracking.mlflow_uri)
+    location = None
+    if parsed.scheme == "sqlite":
+        location = (Path(tracking.mlflow_uri[len("sqlite:///"):]).parent / "mlflow-artifacts").as_uri()
+    elif parsed.scheme in ("", "file"):
+        location = (Path(parsed.path) / "artifacts").resolve().as_uri()
+    return client.create_experiment(tracking.experiment, artifact_location=location)
+
+
 def find_run(uri: str, experiment: str, trial_id: str) -> str | None:
     import mlflow
 
@@ -190,15 +210,17 @@ def mlflow_finish(tracking: Tracking, state, folder: RunFolder, records: list[di
     from mlflow.entities import Metric, Param, RunTag
 
     client = mlflow.MlflowClient(tracking.mlflow_uri)
-    experiment = client.get_experiment_by_name(tracking.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(tracking.experiment)
+    experiment_id = mlflow_experiment(tracking)
     common = tags(state, folder)
     for record in records:
         trial_id = str(record.get("trial_id"))
         run_id = find_run(tracking.mlflow_uri, tracking.experiment, trial_id)
         if run_id is None:  # a baseline, or a trial no live callback saw
             run_id = client.create_run(experiment_id, run_name=trial_id).info.run_id
-            client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in record_params(record).items()])
+        # the record's own names (Tune's config spells a searched setting method/name); a param
+        # already logged keeps its value (MLflow refuses to change one)
+        known = client.get_run(run_id).data.params
+        client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in record_params(record).items() if k not in known])
         points = [(history_point(p), p["val"]) for p in record.get("history") or []]
         if not points and "val" in record:  # a baseline: one point
             points = [(0, record["val"])]

@@ -70,9 +70,11 @@ def test_the_leaderboard_page_reads_at_a_glance_in_a_real_browser(smoke_run, tmp
     assert f"trial {top['trial']}" in result["headline"] and top["trial"] in result["firstRow"]
     assert f"{100 * top['test_macro_f1']:.2f} ({100 * top['test_macro_f1_low']:.1f}-" in result["headline"]
     assert "python -m results.export" in result["headline"]
-    for raw in ("selection_metric", "val_score", "constant_prediction", "test_f1_low", "False"):
+    for raw in ("selection_metric", "val_score", "constant_prediction", "test_f1_low"):
         assert raw not in result["mainTable"], raw
-    assert not re.search(r"(?<![\d.])0\.\d{4}\b", result["mainTable"]), result["mainTable"]
+    cells = [cell.strip() for line in result["mainTable"].splitlines() for cell in line.split("\t")]
+    assert "False" not in cells and "True" not in cells  # the constant mark only where it applies
+    assert not [cell for cell in cells if re.fullmatch(r"[01]\.\d{4,}", cell)], cells  # percents, not fractions (p: 3 digits)
 
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)

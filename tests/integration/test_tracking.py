@@ -61,6 +61,7 @@ def test_every_trial_and_baseline_is_tracked_and_an_extension_appends(reviews_pa
     assert longest >= 2  # a trial that ASHA let through its first rung
     artifacts = {a.path for a in client.list_artifacts(by_trial["search"].info.run_id, "leaderboard")}
     assert {"leaderboard/leaderboard.md", "leaderboard/index.html"} <= artifacts
+    assert (tmp_path / "mlflow-artifacts").is_dir() and not (ROOT / "mlruns").exists()  # beside the store
     # W&B, offline: a run folder per trial and baseline, under the run folder
     offline = {path.name.rsplit("-", 1)[-1] for path in (run_dir / "wandb").glob("offline-run-*")}
     assert {t.rsplit("-", 1)[-1] for t in records} <= offline
