@@ -24,7 +24,7 @@ import numpy as np
 from core.data import LABEL_COLUMNS, TEXT_COLUMNS, find_column, map_labels, read_table
 from core.errors import DataError, UserError
 from core.operating_point import DEFAULT_THRESHOLD, RATES, rates_with_intervals
-from results.predict import check_trust, predict_texts, read_bundle
+from results.predict import add_trust_flags, check_trust, predict_texts, read_bundle
 
 
 def read_labelled(path: str, text_col: str | None, label_col: str | None, fake_label: str | None,
@@ -101,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-col", help="label column of FILE (default: label)")
     parser.add_argument("--fake-label", metavar="VALUE", help="the label value that marks a fake review, for "
                                                                "labels other than CG/OR, fake/real, 0/1")
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="load a baseline bundle's joblib pickle (it can run code: only bundles you trust)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="run the base model's own code (Stella needs it: only models you trust)")
+    add_trust_flags(parser)
     args = parser.parse_args(argv)
     out = Path(args.out)
     try:

@@ -280,6 +280,14 @@ def load_classifier(folder: Path, bundle: dict, progress: bool, trust_remote_cod
     return classify
 
 
+def add_trust_flags(parser: argparse.ArgumentParser) -> None:
+    """The two flags that let a bundle run code from outside it (check_trust), for every command that loads one."""
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="load a baseline bundle's joblib pickle (it can run code: only bundles you trust)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run the base model's own code (Stella needs it: only models you trust)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m results.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -287,10 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help="reviews to classify")
     parser.add_argument("--out", default="predictions.csv", help="output CSV (default: predictions.csv)")
     parser.add_argument("--text-col", help="text column of INPUT")
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="load a baseline bundle's joblib pickle (it can run code: only bundles you trust)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="run the base model's own code (Stella needs it: only models you trust)")
+    add_trust_flags(parser)
     args = parser.parse_args(argv)
     out = Path(args.out)
     try:
