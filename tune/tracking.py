@@ -105,6 +105,12 @@ def check_mlflow(uri: str | None) -> None:
             raise UserError(f"MLflow at {uri} cannot be used ({type(error).__name__}: {reason[:200]}).") from error
 
 
+def wandb_settings(folder: RunFolder) -> dict:
+    """wandb.init's project and dir: WANDB_PROJECT (else ours), the run folder unless WANDB_DIR says."""
+    local = {} if os.environ.get("WANDB_DIR") or storage.is_uri(folder.path) else {"dir": folder.path}
+    return {"project": os.environ.get("WANDB_PROJECT", "review-qlora-search"), **local}
+
+
 def tags(state, folder: RunFolder) -> dict[str, str]:
     return {"preset": state.preset, "split_hash": state.fixed.split_hash, "run_folder": folder.path,
             "protocol": state.protocol}
@@ -122,9 +128,8 @@ def callbacks(tracking: "Tracking | None", state, folder: RunFolder) -> list:
     if "wandb" in tracking.trackers:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
-        options = {} if os.environ.get("WANDB_DIR") or storage.is_uri(folder.path) else {"dir": folder.path}
-        found.append(WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT", "review-qlora-search"),
-                                         group=tracking.experiment, resume="allow", tags=[state.preset], **options))
+        found.append(WandbLoggerCallback(group=tracking.experiment, resume="allow", tags=[state.preset],
+                                         **wandb_settings(folder)))
     return found
 
 
@@ -225,7 +230,6 @@ def mlflow_finish(tracking: Tracking, state, folder: RunFolder, records: list[di
         if not points and "val" in record:  # a baseline: one point
             points = [(0, record["val"])]
         logged: dict[str, set[int]] = {}
-        now = 0
         metrics = []
         for step, val in points:
             for key in TEST_KEYS:
@@ -235,9 +239,9 @@ def mlflow_finish(tracking: Tracking, state, folder: RunFolder, records: list[di
                 if name not in logged:  # what the live callback (or an earlier end) logged already
                     logged[name] = {m.step for m in client.get_metric_history(run_id, name)}
                 if step not in logged[name]:
-                    metrics.append(Metric(name, float(val[key]), now, step))
+                    metrics.append(Metric(name, float(val[key]), 0, step))
         if "test" in record:
-            metrics += [Metric(f"test_{k}", float(record["test"][k]), now, 0) for k in TEST_KEYS if k in record["test"]]
+            metrics += [Metric(f"test_{k}", float(record["test"][k]), 0, 0) for k in TEST_KEYS if k in record["test"]]
         run_tags = {**common, "trial_id": trial_id, "method": record["method"],
                     "kind": "trial" if is_fine_tune(record) else "baseline", "status": record.get("status", "ok")}
         for start in range(0, len(metrics), 900):  # MLflow's batch limit is 1,000 metrics
@@ -263,11 +267,10 @@ def wandb_finish(tracking: Tracking, state, folder: RunFolder, records: list[dic
     artifact; fine-tunes' test metrics into their own runs' summaries (id = trial id)."""
     import wandb
 
-    project = os.environ.get("WANDB_PROJECT", "review-qlora-search")
-    options = {} if os.environ.get("WANDB_DIR") or storage.is_uri(folder.path) else {"dir": folder.path}
+    options = wandb_settings(folder)
     for record in records:
         trial_id = str(record.get("trial_id"))
-        run = wandb.init(id=trial_id, name=trial_id, project=project, group=tracking.experiment, resume="allow",
+        run = wandb.init(id=trial_id, name=trial_id, group=tracking.experiment, resume="allow",
                          config=record_params(record), tags=[state.preset, record["method"]], reinit="create_new",
                          **options)
         if not is_fine_tune(record) and "val" in record:
@@ -278,7 +281,7 @@ def wandb_finish(tracking: Tracking, state, folder: RunFolder, records: list[dic
         run.summary.update({"method": record["method"], "split_hash": record.get("split_hash"),
                             "run_folder": folder.path})
         run.finish(exit_code=1 if record.get("status") == "failed" else 0)
-    run = wandb.init(id=f"{tracking.experiment}-search"[-64:], name=f"{tracking.experiment} (search)", project=project,
+    run = wandb.init(id=f"{tracking.experiment}-search"[-64:], name=f"{tracking.experiment} (search)",
                      group=tracking.experiment, resume="allow", config=state.to_json(), tags=[state.preset, "search"],
                      reinit="create_new", **options)
     if storage.is_uri(folder.leaderboard):
