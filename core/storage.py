@@ -104,6 +104,18 @@ def find(location: str | Path, file_name: str) -> list[str]:
                   for info in infos if info.type == pafs.FileType.File and info.base_name == file_name)
 
 
+def files(location: str | Path) -> list[str]:
+    """`location` itself if it is a file, else every file under it (hidden ones left out), sorted
+    by path; paths inside the location's filesystem (see `filesystem`). [] if it does not exist."""
+    fs, root = filesystem(location)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.File:
+        return [root]
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return sorted(info.path for info in infos if info.type == pafs.FileType.File
+                  and not any(part.startswith((".", "_")) for part in info.path[len(root):].split("/")))
+
+
 def folders(location: str | Path, prefix: str = "") -> list[str]:
     """The folders directly under `location` whose names start with `prefix`, sorted."""
     fs, root = filesystem(location)

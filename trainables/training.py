@@ -395,10 +395,14 @@ def train_epoch(model, optimizer, scheduler, split, *, batch_size: int, pad_id: 
 
 
 @torch.no_grad()
-def predict(model, ids, labels, batch_size, pad_id, device, *, progress=False) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probability of real) in the split's own row order."""
+def predict(model, ids, labels, batch_size, pad_id, device, *, bf16: bool = True,
+            progress=False) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probability of real) in the split's own row order. `bf16`: in bf16 mixed precision
+    where bf16_autocast allows it (the trials' scoring: faster, but a text's probability then moves
+    by a few 1e-4 with the padding and size of the batch it lands in); False: float32, where the
+    same text gets the same probability in any batch (to about 1e-7)."""
     model.eval()
-    bf16 = bf16_autocast(model, device)
+    bf16 = bf16 and bf16_autocast(model, device)
     prob = np.zeros(len(ids))
     batches = sorted_batches([len(x) for x in ids], batch_size * 2)
     if progress:

@@ -52,10 +52,11 @@ def test_export_then_predict_reproduces_the_recorded_test_predictions(records, t
     run_dir, by_trial = records
     fine_tunes = ("qlora", "lora", "full")
     trial = next(t for t, r in by_trial.items() if (r["method"] in fine_tunes if method == "fine-tune" else r["method"] == method))
-    bundle, predictions = export_and_predict(run_dir, trial, test_texts, tmp_path,
+    bundle, predictions = export_and_predict(run_dir, trial, test_texts, tmp_path, "--bf16",
                                              *([] if method == "fine-tune" else ["--trust-pickle"]))
     recorded = np.asarray(by_trial[trial]["test_prob_real"])
-    # Records round probabilities to 6 decimals; NF4 layers compute identically in a new process.
+    # --bf16 scores as the trial did (bf16 where this CPU has it). Records round probabilities to 6
+    # decimals; NF4 layers compute identically in a new process.
     np.testing.assert_allclose(predictions["prob_real"].to_numpy(), recorded, atol=2e-5)
     assert set(predictions["label"]) <= {"fake", "real"}
     if method != "fine-tune":  # a pickle loads only when the command line says so
@@ -152,7 +153,7 @@ def test_a_copied_run_folder_exports_from_its_own_checkpoints(records, test_text
         if "train_run_dir" in record:
             record["train_run_dir"] = f"/cluster-disk/runs/smoke/train/{Path(record['train_run_dir']).name}"
             write_record(path, record)
-    _, predictions = export_and_predict(copy, trial, test_texts, tmp_path)
+    _, predictions = export_and_predict(copy, trial, test_texts, tmp_path, "--bf16")
     np.testing.assert_allclose(predictions["prob_real"].to_numpy(), by_trial[trial]["test_prob_real"], atol=2e-5)
 
 
@@ -166,7 +167,7 @@ def test_a_checkpoint_ray_never_registered_is_not_exported(records, test_texts, 
     partial = train_run / "checkpoint_2999-01-01_00-00-00.000000"
     partial.mkdir()
     (partial / "trainable.safetensors").write_bytes(b"\x00" * 10)
-    _, predictions = export_and_predict(copy, trial, test_texts, tmp_path)
+    _, predictions = export_and_predict(copy, trial, test_texts, tmp_path, "--bf16")
     np.testing.assert_allclose(predictions["prob_real"].to_numpy(), by_trial[trial]["test_prob_real"], atol=2e-5)
 
 
@@ -205,7 +206,7 @@ def test_the_ensemble_exports_with_its_members_and_predict_reproduces_its_test_p
         refused = run("-m", "results.predict", str(bundle), str(test_texts), "--out", str(tmp_path / "x.csv"))
         assert refused.returncode == 2 and "pass --trust-pickle" in refused.stderr
     predicted = run("-m", "results.predict", str(bundle), str(test_texts), "--out", str(tmp_path / "e.csv"),
-                    *(["--trust-pickle"] if pickles else []))
+                    "--bf16", *(["--trust-pickle"] if pickles else []))
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     np.testing.assert_allclose(pd.read_csv(tmp_path / "e.csv")["prob_real"].to_numpy(), ensemble.test_prob_real,
                                atol=2e-5)

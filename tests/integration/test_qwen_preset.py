@@ -42,7 +42,8 @@ def test_a_tiny_qwen2_searches_with_qlora_and_lora_and_its_exports_predict(revie
             assert merged["pad_token_id"] == 0 and merged["architectures"] == ["Qwen2ForSequenceClassification"]
         adapter = json.loads((bundle / "adapter" / "adapter_config.json").read_text())
         assert "score" in adapter["modules_to_save"]  # the head trains and is saved with the adapter
-        predicted = run("-m", "results.predict", str(bundle), str(texts), "--out", str(tmp_path / f"{method}.csv"))
+        predicted = run("-m", "results.predict", str(bundle), str(texts), "--out", str(tmp_path / f"{method}.csv"),
+                        "--bf16")  # as the trial scored
         assert predicted.returncode == 0, predicted.stderr[-2000:]
         np.testing.assert_allclose(pd.read_csv(tmp_path / f"{method}.csv")["prob_real"].to_numpy(),
                                    record["test_prob_real"], atol=2e-5)

@@ -48,7 +48,7 @@ def test_stella_preset_searches_exports_and_predicts_on_the_stand_in(reviews_pat
     refused = run("-m", "results.predict", str(bundle), str(texts), "--out", str(tmp_path / "p.csv"))
     assert refused.returncode == 2 and "pass --trust-remote-code" in refused.stderr
     predicted = run("-m", "results.predict", str(bundle), str(texts), "--out", str(tmp_path / "p.csv"),
-                    "--trust-remote-code")
+                    "--trust-remote-code", "--bf16")  # --bf16: as the trial scored
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv")["prob_real"].to_numpy(), trial["test_prob_real"],
                                atol=2e-5)
