@@ -50,13 +50,14 @@ def predict(bundle: Path, source: Path, out: Path, *options: str, env: dict | No
             "summary": result.stdout.strip().splitlines()[-1]}
 
 
-def read_probabilities(path: Path) -> tuple[np.ndarray, bool]:
-    """(probability of real per row, whether the rows are in input order)."""
+def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(probability of real per row, label per row, whether the rows are in input order)."""
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
-        return frame["prob_real"].to_numpy(dtype=float), frame["row"].tolist() == list(range(len(frame)))
-    frame = pd.read_csv(path, keep_default_na=False)
-    return pd.to_numeric(frame["prob_real"].replace("", np.nan)).to_numpy(dtype=float), True
+        in_order = frame["row"].tolist() == list(range(len(frame)))
+    else:
+        frame, in_order = pd.read_csv(path, keep_default_na=False), True
+    return pd.to_numeric(frame["prob_real"].replace("", np.nan)).to_numpy(dtype=float), frame["label"].to_numpy(), in_order
 
 
 def machine() -> str:
@@ -98,11 +99,12 @@ def main() -> None:
         cluster.shutdown()
 
     outputs = dict(zip(runs, ["single.csv", "thread.csv", "bf16.csv", "ray.parquet", "cluster.parquet"]))
-    reference, _ = read_probabilities(work / "single.csv")
+    reference, reference_labels, _ = read_predictions(work / "single.csv")
     for name, file in outputs.items():
-        prob, in_order = read_probabilities(work / file)
+        prob, labels, in_order = read_predictions(work / file)
         runs[name].update(rows_per_s=round(args.rows / runs[name]["wall_s"], 1), in_order=in_order,
-                          max_prob_difference=float(np.nanmax(np.abs(prob - reference))))
+                          max_prob_difference=float(np.nanmax(np.abs(prob - reference))),
+                          labels_differing=int((labels != reference_labels).sum()))
     results = {"rows": args.rows, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
                "bundle": {key: bundle.get(key) for key in ("kind", "method", "max_length", "trial_id")},
                "command": f"python bench/batch_predict.py --bundle BUNDLE --rows {args.rows}", "runs": runs}
@@ -120,11 +122,13 @@ def markdown(results: dict) -> str:
              f"(trial {bundle['trial_id']}), max length {bundle['max_length']} tokens. Wall time is end "
              "to end (process start, Ray start, loading, reading, scoring, writing); Ray's pipeline time is "
              "what `--ray` reports from its first read to its last row written.", "",
-             "| configuration | wall s | reviews/s | Ray pipeline s | rows in order | max abs difference in p(real) vs one process |",
-             "|---|---:|---:|---:|---|---:|"]
+             "| configuration | wall s | reviews/s | Ray pipeline s | rows in order | "
+             "max abs difference in p(real) vs one process | labels that differ |",
+             "|---|---:|---:|---:|---|---:|---:|"]
     for name, run in results["runs"].items():
         lines.append(f"| {name} | {run['wall_s']} | {run['rows_per_s']} | {run['pipeline_s'] or ''} | "
-                     f"{'yes' if run['in_order'] else 'NO'} | {run['max_prob_difference']:.1e} |")
+                     f"{'yes' if run['in_order'] else 'NO'} | {run['max_prob_difference']:.1e} | "
+                     f"{run['labels_differing']} |")
     return "\n".join(lines) + "\n"
 
 
