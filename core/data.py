@@ -68,6 +68,19 @@ class CleanReport:
 HUB_PREFIX = "hf:"
 
 
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
+
+
+def table_format(name: str | Path) -> str | None:
+    """csv, tsv, parquet or jsonl by a file name's extension, after a compression suffix; None
+    for anything else."""
+    name = str(name).lower()
+    if name.endswith(COMPRESSIONS):
+        name = name.rsplit(".", 1)[0]
+    return next((kind for suffix, kind in TABLE_FORMATS.items() if name.endswith(suffix)), None)
+
+
 def read_table(path: str | Path, data_split: str | None = None) -> pd.DataFrame:
     """Read CSV, CSV.GZ, TSV, Parquet or JSONL by file extension, a folder written by Hugging Face
     `datasets`' save_to_disk, or a hub dataset `hf:OWNER/NAME` (through `datasets`, from its local
@@ -82,17 +95,15 @@ def read_table(path: str | Path, data_split: str | None = None) -> pd.DataFrame:
         return read_saved_dataset(path, data_split)
     if data_split is not None:
         raise DataError(f"--data-split applies to a `datasets` folder or hub dataset, not to the file {path.name}.")
-    name = path.name.lower()
-    if name.endswith((".gz", ".bz2", ".xz", ".zst")):
-        name = name.rsplit(".", 1)[0]
+    kind = table_format(path.name)
     try:
-        if name.endswith(".csv"):
+        if kind == "csv":
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        elif name.endswith(".tsv"):
+        elif kind == "tsv":
             frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-        elif name.endswith(".parquet"):
+        elif kind == "parquet":
             frame = pd.read_parquet(path)
-        elif name.endswith((".jsonl", ".ndjson")):
+        elif kind == "jsonl":
             frame = pd.read_json(path, lines=True, dtype=False)
         else:
             raise DataError(

@@ -22,15 +22,13 @@ import numpy as np
 import pandas as pd
 
 from core import storage
-from core.data import TEXT_COLUMNS, find_column
+from core.data import TEXT_COLUMNS, find_column, table_format
 from core.errors import DataError, UserError
 from core.operating_point import DEFAULT_THRESHOLD
 from results.predict import labels, load_scorer, review_text
 
 ROW_COLUMN = "row"
 PATH_COLUMN = "path"
-FORMATS = {".csv": "csv", ".csv.gz": "csv", ".tsv": "tsv", ".tsv.gz": "tsv", ".parquet": "parquet",
-           ".jsonl": "jsonl", ".ndjson": "jsonl", ".jsonl.gz": "jsonl"}
 OUTPUT_FORMATS = (".parquet", ".csv")
 PROGRESS_S = 10  # seconds between progress lines
 # Reviews per map_batches call, and per block: a large file is spread over every actor and progress
@@ -38,11 +36,6 @@ PROGRESS_S = 10  # seconds between progress lines
 # thread 6.3 % of its throughput in padding against sorting 3,072 at once, calls of 1,024 nothing
 # (bench/predict_chunk_size.py, the cpu profile's MiniLM at 192 tokens).
 BATCH_ROWS = 1024
-
-
-def file_format(path: str) -> str | None:
-    name = path.lower()
-    return next((kind for suffix, kind in FORMATS.items() if name.endswith(suffix)), None)
 
 
 def input_files(location: str) -> tuple[list[str], str]:
@@ -54,7 +47,7 @@ def input_files(location: str) -> tuple[list[str], str]:
         raise DataError(f"Could not list {location}: {str(error).splitlines()[0]}") from error
     if not paths:
         raise DataError(f"Input not found: {location}. Pass a file, a folder of files or a bucket URI.")
-    kinds = {path: file_format(path) for path in paths}
+    kinds = {path: table_format(path) for path in paths}
     unknown = [path for path, kind in kinds.items() if kind is None]
     if unknown:
         raise DataError(f"{location}: {unknown[0]}{f' and {len(unknown) - 1} more' if len(unknown) > 1 else ''} "
@@ -66,29 +59,49 @@ def input_files(location: str) -> tuple[list[str], str]:
     return paths, next(iter(kinds.values()))
 
 
-def read_dataset(location: str, paths: list[str], kind: str, text_col: str | None):
-    """(a Ray Dataset of `paths`, the files of `location` in `kind`'s format, with each row's
-    file, the text column's name). CSV and TSV cells are read as text, as the single-process path
-    reads them ("NA" and "12345" stay reviews)."""
+def csv_options(kind: str, columns: list[str] | None = None) -> dict:
+    """pyarrow's CSV options: quoted values may span lines, and `columns` are read as text, as the
+    single-process path reads them ("NA" and "12345" stay reviews)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
+    options = {"parse_options": pacsv.ParseOptions(delimiter="\t" if kind == "tsv" else ",", newlines_in_values=True)}
+    if columns is not None:
+        options["convert_options"] = pacsv.ConvertOptions(column_types={name: pa.string() for name in columns},
+                                                          strings_can_be_null=False)
+    return options
+
+
+def input_columns(location: str, path: str, kind: str) -> list[str]:
+    """The columns of the first file to read, from its header, schema or first line, before Ray
+    starts (every file of a folder is read with them)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    fs, _ = storage.filesystem(location)
+    try:
+        if kind == "parquet":
+            return pq.read_schema(path, filesystem=fs).names
+        with fs.open_input_stream(path) as stream:  # decompresses by extension
+            if kind in ("csv", "tsv"):
+                return pacsv.open_csv(stream, **csv_options(kind)).schema.names
+            return pajson.open_json(stream).schema.names
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"Could not read {path}: {str(error).splitlines()[0]}") from error
+
+
+def read_dataset(location: str, paths: list[str], kind: str, columns: list[str]):
+    """A Ray Dataset of `paths`, the files of `location` in `kind`'s format, with each row's file."""
     import ray.data
 
     fs, _ = storage.filesystem(location)
     read = {"filesystem": fs, "include_paths": True, "file_extensions": None}
     if kind in ("csv", "tsv"):
-        parse = pacsv.ParseOptions(delimiter="\t" if kind == "tsv" else ",", newlines_in_values=True)
-        with fs.open_input_stream(paths[0]) as stream:  # the header, to read every column as text
-            columns = pacsv.open_csv(stream, parse_options=parse).schema.names
-        convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in columns},
-                                       strings_can_be_null=False)
-        dataset = ray.data.read_csv(paths, parse_options=parse, convert_options=convert, **read)
-    elif kind == "parquet":
-        dataset = ray.data.read_parquet(paths, **read)
-    else:
-        dataset = ray.data.read_json(paths, **read)  # pyarrow reads newline-delimited JSON
-    names = [name for name in dataset.schema().names if name != PATH_COLUMN]
-    return dataset, find_column(pd.DataFrame(columns=names), text_col, TEXT_COLUMNS, "text")
+        return ray.data.read_csv(paths, **csv_options(kind, columns), **read)
+    if kind == "parquet":
+        return ray.data.read_parquet(paths, **read)
+    return ray.data.read_json(paths, **read)  # pyarrow reads newline-delimited JSON
 
 
 class BundleScorer:
@@ -182,7 +195,9 @@ def predict_with_ray(bundle_folder: str, bundle: dict, location: str, out: str, 
     if not storage.is_uri(out) and not Path(out).parent.is_dir():
         raise UserError(f"--out {out}: its folder does not exist; give a file path in an existing folder.")
     location = storage.absolute(location)
-    paths, kind = input_files(location)  # refused before Ray starts
+    paths, kind = input_files(location)  # refused before Ray starts, as a missing text column is
+    columns = input_columns(location, paths[0], kind)
+    column = find_column(pd.DataFrame(columns=columns), text_col, TEXT_COLUMNS, "text")
     start_ray(address)
     import ray
     import ray.data
@@ -191,7 +206,7 @@ def predict_with_ray(bundle_folder: str, bundle: dict, location: str, out: str, 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # blocks leave the pool in the order they were read
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its progress snapshots: the loop below says it in a line
-    dataset, column = read_dataset(location, paths, kind, text_col)
+    dataset = read_dataset(location, paths, kind, columns)
     scored = dataset.repartition(target_num_rows_per_block=BATCH_ROWS).map_batches(
         BundleScorer, batch_size=BATCH_ROWS, batch_format="pandas", **scoring_pool(),
         fn_constructor_kwargs={"folder": str(Path(bundle_folder).resolve()), "text_col": column,

@@ -330,49 +330,45 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.address and not args.ray:
         parser.error("--address runs the scoring on a Ray cluster: pass --ray with it")
-    if args.ray:
-        return predict_on_ray(args)
-    out = Path(args.out)
     try:
-        if out.is_dir() or not out.parent.is_dir():
+        out = Path(args.out)
+        if not args.ray and (out.is_dir() or not out.parent.is_dir()):  # --ray checks its own (a URI, a suffix)
             raise UserError(f"--out {out}: {'is a folder' if out.is_dir() else 'its folder does not exist'}; "
                             "give a file path in an existing folder.")
         bundle = read_bundle(args.bundle)
         check_trust(bundle, args.trust_pickle, args.trust_remote_code)
-        texts = read_texts(args.input, args.text_col)
-        prob = predict_texts(args.bundle, texts, trust_pickle=args.trust_pickle,
-                             trust_remote_code=args.trust_remote_code, bf16=args.bf16)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    threshold = bundle.get("threshold", DEFAULT_THRESHOLD)
-    pd.DataFrame({"text": [text or "" for text in texts], "label": labels(prob, threshold),
-                  "prob_real": prob}).to_csv(out, index=False)
-    blank = int(np.isnan(prob).sum())
-    if "operating_point" in bundle:
-        print(operating_point_text(bundle))
-    print(f"{len(texts)} rows classified: {int((prob >= threshold).sum())} real, {int((prob < threshold).sum())} fake"
-          + (f", {blank} without text (no label)" if blank else "") + f" -> {out}")
-    return 0
+        if args.ray:
+            from results.batch_predict import predict_with_ray
 
-
-def predict_on_ray(args: argparse.Namespace) -> int:
-    from results.batch_predict import predict_with_ray
-
-    try:
-        bundle = read_bundle(args.bundle)
-        check_trust(bundle, args.trust_pickle, args.trust_remote_code)
-        if "operating_point" in bundle:
-            print(operating_point_text(bundle))
-        counts = predict_with_ray(args.bundle, bundle, args.input, args.out, args.text_col, args.address,
-                                  args.trust_pickle, args.trust_remote_code, args.bf16)
+            if "operating_point" in bundle:
+                print(operating_point_text(bundle))
+            counts = predict_with_ray(args.bundle, bundle, args.input, args.out, args.text_col, args.address,
+                                      args.trust_pickle, args.trust_remote_code, args.bf16)
+        else:
+            counts = predict_in_process(args, bundle)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     blank = f", {counts['blank']} without text (no label)" if counts["blank"] else ""
-    print(f"{counts['rows']} rows classified on Ray: {counts['real']} real, {counts['fake']} fake{blank} -> {args.out} "
-          f"({counts['rows'] / counts['seconds']:.0f} rows/s over {counts['seconds']:.0f} s)")
+    where = " on Ray" if args.ray else ""
+    rate = f" ({counts['rows'] / counts['seconds']:.0f} rows/s over {counts['seconds']:.0f} s)" if args.ray else ""
+    print(f"{counts['rows']} rows classified{where}: {counts['real']} real, {counts['fake']} fake{blank} -> "
+          f"{args.out}{rate}")
     return 0
+
+
+def predict_in_process(args: argparse.Namespace, bundle: dict) -> dict:
+    """Score INPUT in this process into the --out CSV; the counts main prints."""
+    texts = read_texts(args.input, args.text_col)
+    prob = predict_texts(args.bundle, texts, trust_pickle=args.trust_pickle,
+                         trust_remote_code=args.trust_remote_code, bf16=args.bf16)
+    threshold = bundle.get("threshold", DEFAULT_THRESHOLD)
+    pd.DataFrame({"text": [text or "" for text in texts], "label": labels(prob, threshold),
+                  "prob_real": prob}).to_csv(args.out, index=False)
+    if "operating_point" in bundle:
+        print(operating_point_text(bundle))
+    return {"rows": len(texts), "real": int((prob >= threshold).sum()), "fake": int((prob < threshold).sum()),
+            "blank": int(np.isnan(prob).sum())}
 
 
 if __name__ == "__main__":
